@@ -1,0 +1,99 @@
+"""URL handling shared by every backend: password masking and the options common to all schemes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+__all__ = ["mask_secrets", "mask_url", "split_common_options"]
+
+MASK = "***"
+# Query parameters whose values are credentials (AstraDB tokens, some drivers' passwords).
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "token", "secret", "api_key", "apikey"})
+COMMON_OPTIONS = ("namespace", "ttl", "timeout")
+
+
+def _secrets_of(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    if parts.password:
+        found += [parts.password, quote(parts.password, safe="")]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() in _SECRET_PARAMS and value:
+            found += [value, quote(value, safe="")]
+    # Longest first, so a secret that contains another is masked whole.
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with its password and any credential query parameters replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK  # unparsable: show nothing rather than risk a secret
+    if parts.password is None and not _secrets_of(url):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{MASK}@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
+            query = urlencode(
+                [(n, MASK if n.lower() in _SECRET_PARAMS else v) for n, v in pairs], safe="*"
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_secrets(text: str, url: str) -> str:
+    """Replace every credential that `url` carries wherever it appears in `text`."""
+    for secret in _secrets_of(url):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _positive_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} in the URL is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name}={raw!r} in the URL must be a positive number of seconds")
+    return value
+
+
+def split_common_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Take ``namespace``, ``ttl`` and ``timeout`` out of a URL's query string.
+
+    Returns the URL without them (every other parameter kept, in order, for the backend
+    to read) and the parsed options.
+    """
+    base, _, rest = url.partition("?")
+    query_string, hash_sign, fragment = rest.partition("#")
+    if not query_string:
+        return url, {}
+    options: dict[str, Any] = {}
+    kept: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        if name == "namespace":
+            options["namespace"] = value
+        elif name in ("ttl", "timeout"):
+            options[name] = _positive_seconds(name, value)
+        else:
+            kept.append((name, value))
+    query = urlencode(kept, quote_via=quote, safe="/:,")
+    # Rebuilt by hand: urlunsplit would turn "sqlite:///x.db" into "sqlite:/x.db".
+    return base + ("?" + query if query else "") + hash_sign + fragment, options
+
+
+def path_from_url(url: str) -> str:
+    """The filesystem path of a ``scheme:///abs`` or ``scheme://rel/dir`` URL, percent-decoded."""
+    parts = urlsplit(url)
+    return unquote(parts.netloc + parts.path)

@@ -1,0 +1,200 @@
+"""The one implementation of key, value and batch checks that every store runs before touching data.
+
+The checks work on whole batches with C-level passes (``map``, ``join``, ``set``) so that a
+batch of valid input costs a few microseconds; the per-item loops only run to name the
+offending item once a batch is known to be bad.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from kvstores.errors import InvalidKeyError, InvalidValueError
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "check_keys",
+    "check_namespace",
+    "check_pairs",
+    "check_prefix",
+    "check_timeout",
+    "check_ttl",
+    "coerce_byte_values",
+    "coerce_object_values",
+]
+
+V = TypeVar("V")
+
+MAX_KEY_LENGTH = 1024
+MAX_NAMESPACE_LENGTH = 256
+_STR = {str}
+_BYTES = {bytes}
+
+
+def _short(key: str) -> str:
+    return repr(key if len(key) <= 40 else key[:40] + "…")
+
+
+def _key_problem(key: object) -> Exception | None:
+    if not isinstance(key, str):
+        return TypeError(f"keys must be str, not {type(key).__name__}")
+    if not key:
+        return InvalidKeyError("keys must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        return InvalidKeyError(
+            f"key {_short(key)} is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}"
+        )
+    if "\x00" in key:
+        return InvalidKeyError(f"key {_short(key)} contains NUL")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return InvalidKeyError(f"key {_short(key)} is not valid unicode (lone surrogate)")
+    return None
+
+
+def _raise_first_problem(keys: Iterable[object]) -> None:
+    for key in keys:
+        problem = _key_problem(key)
+        if problem is not None:
+            raise problem
+
+
+def check_keys(keys: Sequence[str]) -> list[str]:
+    """Check a batch of keys and return it as a list of plain `str`.
+
+    Raises:
+        TypeError: `keys` is a single string, or a key is not a `str`.
+        InvalidKeyError: a key is empty, over 1024 characters, contains NUL or a lone surrogate.
+    """
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be a sequence of str, not a single str or bytes")
+    batch = list(keys)
+    if not batch:
+        return batch
+    if set(map(type, batch)) != _STR:
+        _raise_first_problem(batch)
+        batch = [str.__str__(k) for k in batch]  # str subclasses (enums, …) become plain str
+    joined = "".join(batch)
+    if (
+        min(map(len, batch)) == 0
+        or max(map(len, batch)) > MAX_KEY_LENGTH
+        or "\x00" in joined
+        or (not joined.isascii() and not _encodable(joined))
+    ):
+        _raise_first_problem(batch)
+    return batch
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_prefix(prefix: str | None) -> str:
+    """Check a `yield_keys` prefix; `None` and ``""`` both mean every key."""
+    if prefix is None:
+        return ""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be str or None, not {type(prefix).__name__}")
+    if "\x00" in prefix or not _encodable(prefix):
+        raise InvalidKeyError(f"prefix {_short(prefix)} contains NUL or a lone surrogate")
+    return str.__str__(prefix)
+
+
+def coerce_byte_values(values: list[Any], max_size: int | None = None) -> list[bytes]:
+    """Check byte-store values: `bytes` as is, `bytearray`/`memoryview` copied to `bytes`.
+
+    Raises:
+        TypeError: a value is `None` or not bytes-like.
+        InvalidValueError: a value is longer than `max_size` bytes.
+    """
+    if set(map(type, values)) != _BYTES:
+        converted = []
+        for value in values:
+            if isinstance(value, bytes):
+                converted.append(value)
+            elif isinstance(value, (bytearray, memoryview)):
+                converted.append(bytes(value))
+            elif value is None:
+                raise TypeError("None is not a storable value (it means absent); use mdelete")
+            else:
+                raise TypeError(f"values of a byte store must be bytes, not {type(value).__name__}")
+        values = converted
+    if max_size is not None and values and max(map(len, values)) > max_size:
+        size = max(map(len, values))
+        raise InvalidValueError(
+            f"a value of {size} bytes is over this backend's limit of {max_size}"
+        )
+    return values
+
+
+def coerce_object_values(values: list[V | None]) -> list[V]:
+    """Check values of a store that holds any object: anything but `None`."""
+    if type(None) in set(map(type, values)):
+        raise TypeError("None is not a storable value (it means absent); use mdelete")
+    return values  # type: ignore[return-value]
+
+
+def check_pairs(
+    pairs: Sequence[Any], coerce_values: Callable[[list[Any]], list[V]]
+) -> dict[str, V]:
+    """Check a whole `mset` batch and return it as an ordered dict, the last value of a key winning.
+
+    Nothing is returned, so nothing can be written, unless every key and value is valid.
+    """
+    if isinstance(pairs, (str, bytes)) or not set(map(type, pairs)) <= {tuple, list}:
+        bad = next((p for p in pairs if not isinstance(p, (tuple, list))), pairs)
+        raise TypeError(f"mset takes a sequence of (key, value) pairs, got {type(bad).__name__}")
+    try:
+        batch: dict[Any, Any] = dict(pairs)
+    except TypeError:  # an unhashable key
+        _raise_first_problem(p[0] for p in pairs)
+        raise
+    except ValueError:
+        raise TypeError("mset takes a sequence of (key, value) pairs") from None
+    keys = check_keys(list(batch))
+    values = coerce_values(list(batch.values()))
+    return dict(zip(keys, values, strict=True))
+
+
+def check_namespace(namespace: str | None) -> str | None:
+    """A namespace is `None` or a non-empty `str` of at most 256 characters without NUL."""
+    if namespace is None:
+        return None
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be str or None, not {type(namespace).__name__}")
+    if not namespace or len(namespace) > MAX_NAMESPACE_LENGTH or "\x00" in namespace:
+        raise ValueError(
+            f"namespace must be 1 to {MAX_NAMESPACE_LENGTH} characters without NUL, "
+            f"got {_short(namespace)}"
+        )
+    if not _encodable(namespace):
+        raise ValueError(f"namespace {_short(namespace)} contains a lone surrogate")
+    return str.__str__(namespace)
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    """A ttl is `None` (never expire) or a positive, finite number of seconds."""
+    return None if ttl is None else _seconds("ttl", ttl)
+
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def check_timeout(timeout: float | None) -> float:
+    """A timeout is a positive, finite number of seconds; `None` means the default, 10 s."""
+    return DEFAULT_TIMEOUT if timeout is None else _seconds("timeout", timeout)

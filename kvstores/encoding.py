@@ -1,0 +1,140 @@
+"""Encoded stores and codecs: `EncoderBackedStore`, JSON values and float32 vectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from kvstores._base import BaseStore
+
+__all__ = [
+    "EncoderBackedStore",
+    "decode_float32",
+    "decode_json",
+    "encode_float32",
+    "encode_json",
+    "float32_vector_store",
+    "json_store",
+]
+
+K = TypeVar("K")
+V = TypeVar("V")
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+class EncoderBackedStore(BaseStore[K, V]):
+    """A store of `K` → `V` over a store of `str` → serialized values (usually bytes).
+
+    Keys go through `key_encoder` and values through `value_serializer` on the way in and
+    `value_deserializer` on the way out. `yield_keys` encodes its prefix (so the encoder
+    must keep prefixes, as a ``namespace + key`` encoder does) and returns keys decoded by
+    `key_decoder`, or the stored keys as they are without one. A whole batch is encoded
+    before the inner store sees it, so a value that cannot be serialized writes nothing.
+    The inner store is closed with this one.
+    """
+
+    def __init__(
+        self,
+        store: BaseStore[str, Any],
+        key_encoder: Callable[[K], str],
+        value_serializer: Callable[[V], Any],
+        value_deserializer: Callable[[Any], V],
+        key_decoder: Callable[[str], K] | None = None,
+    ) -> None:
+        self.store = store
+        self.key_encoder = key_encoder
+        self.value_serializer = value_serializer
+        self.value_deserializer = value_deserializer
+        self.key_decoder = key_decoder
+
+    def _encode_pairs(self, pairs: Sequence[tuple[K, V]]) -> list[tuple[str, Any]]:
+        encode, serialize = self.key_encoder, self.value_serializer
+        return [(encode(key), serialize(value)) for key, value in pairs]
+
+    def _decode_values(self, values: list[Any]) -> list[V | None]:
+        deserialize = self.value_deserializer
+        return [None if value is None else deserialize(value) for value in values]
+
+    def _prefix(self, prefix: str | None) -> str | None:
+        return None if prefix is None else self.key_encoder(prefix)  # type: ignore[arg-type]
+
+    def mget(self, keys: Sequence[K]) -> list[V | None]:
+        return self._decode_values(self.store.mget([self.key_encoder(k) for k in keys]))
+
+    def mset(self, key_value_pairs: Sequence[tuple[K, V]]) -> None:
+        self.store.mset(self._encode_pairs(key_value_pairs))
+
+    def mdelete(self, keys: Sequence[K]) -> None:
+        self.store.mdelete([self.key_encoder(k) for k in keys])
+
+    def yield_keys(self, *, prefix: str | None = None) -> Iterator[K]:
+        keys = self.store.yield_keys(prefix=self._prefix(prefix))
+        if self.key_decoder is None:
+            return keys  # type: ignore[return-value]
+        return map(self.key_decoder, keys)
+
+    async def amget(self, keys: Sequence[K]) -> list[V | None]:
+        return self._decode_values(await self.store.amget([self.key_encoder(k) for k in keys]))
+
+    async def amset(self, key_value_pairs: Sequence[tuple[K, V]]) -> None:
+        await self.store.amset(self._encode_pairs(key_value_pairs))
+
+    async def amdelete(self, keys: Sequence[K]) -> None:
+        await self.store.amdelete([self.key_encoder(k) for k in keys])
+
+    async def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[K]:
+        decode = self.key_decoder
+        async for key in self.store.ayield_keys(prefix=self._prefix(prefix)):
+            yield key if decode is None else decode(key)  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_json(data: bytes) -> Any:
+    """The inverse of `encode_json`."""
+    return json.loads(data)
+
+
+def encode_float32(vector: Sequence[float]) -> bytes:
+    """Pack floats as little-endian float32: 4 bytes each, about a quarter of their JSON."""
+    packed = array("f", vector)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def decode_float32(data: bytes) -> list[float]:
+    """The inverse of `encode_float32` (values come back rounded to float32)."""
+    if len(data) % 4:
+        raise ValueError(f"{len(data)} bytes is not a float32 vector (not a multiple of 4)")
+    unpacked = array("f")
+    unpacked.frombytes(data)
+    if not _LITTLE_ENDIAN:
+        unpacked.byteswap()
+    return unpacked.tolist()
+
+
+def _same(key: str) -> str:
+    return key
+
+
+def json_store(store: BaseStore[str, bytes]) -> EncoderBackedStore[str, Any]:
+    """A store of JSON-serializable values over a byte store."""
+    return EncoderBackedStore(store, _same, encode_json, decode_json, _same)
+
+
+def float32_vector_store(store: BaseStore[str, bytes]) -> EncoderBackedStore[str, list[float]]:
+    """A store of float vectors (embeddings) as float32 bytes over a byte store."""
+    return EncoderBackedStore(store, _same, encode_float32, decode_float32, _same)

@@ -1,0 +1,99 @@
+"""In-memory stores: `InMemoryStore` (any value) and `InMemoryByteStore` (bytes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from kvstores._base import BackendStore
+from kvstores._validation import coerce_byte_values, coerce_object_values
+
+__all__ = ["InMemoryByteStore", "InMemoryStore"]
+
+V = TypeVar("V")
+
+
+class InMemoryStore(BackendStore[V]):
+    """A thread-safe dict-backed store holding any value but `None`, as given (no copy).
+
+    Each instance has its own data, so `namespace` only names it. With a `ttl`, expired
+    entries are invisible and dropped when next touched; `purge_expired()` drops them all.
+    """
+
+    backend_name = "memory"
+
+    def __init__(self, *, namespace: str | None = None, ttl: float | None = None) -> None:
+        super().__init__(namespace=namespace, ttl=ttl)
+        self._data: dict[str, V] = {}
+        # Only a store with a ttl writes expiry times, and only this instance writes its data.
+        self._expires: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> InMemoryStore[V]:
+        """``memory://``: a new, empty store. Takes `namespace` and `ttl`; `timeout` is ignored."""
+        parts = urlsplit(url)
+        if parts.netloc or parts.path.strip("/") or parts.query:
+            raise ValueError(f"a memory:// URL takes only namespace and ttl, got {url!r}")
+        options.pop("timeout", None)
+        return cls(**options)
+
+    def _coerce_values(self, values: list[Any]) -> list[V]:
+        return coerce_object_values(values)
+
+    def _mget(self, keys: list[str]) -> list[V | None]:
+        if self.ttl is None:
+            with self._lock:
+                return list(map(self._data.get, keys))
+        now = time.monotonic()
+        with self._lock:
+            expired = [k for k in keys if self._expires.get(k, now) < now]
+            for key in expired:
+                self._drop(key)
+            return list(map(self._data.get, keys))
+
+    def _mset(self, items: dict[str, V]) -> None:
+        with self._lock:
+            self._data.update(items)
+            if self.ttl is not None:
+                self._expires.update(dict.fromkeys(items, time.monotonic() + self.ttl))
+
+    def _mdelete(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        self._data.pop(key, None)
+        self._expires.pop(key, None)
+
+    def _yield_keys(self, prefix: str) -> Iterator[str]:
+        # A snapshot of the key list (pointers only) so writes during iteration never break it.
+        now = time.monotonic()
+        with self._lock:
+            if self.ttl is None:
+                keys = list(self._data)
+            else:
+                keys = [k for k, expires in self._expires.items() if expires >= now]
+        if prefix:
+            keys = [k for k in keys if k.startswith(prefix)]
+        yield from keys
+
+    def purge_expired(self) -> int:
+        """Drop every expired entry now; returns how many were dropped."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [k for k, expires in self._expires.items() if expires < now]
+            for key in expired:
+                self._drop(key)
+        return len(expired)
+
+
+class InMemoryByteStore(InMemoryStore[bytes]):
+    """An `InMemoryStore` of `bytes` (`bytearray` and `memoryview` are stored as `bytes`)."""
+
+    def _coerce_values(self, values: list[Any]) -> list[bytes]:
+        return coerce_byte_values(values)

@@ -1,0 +1,26 @@
+"""The kvstores conformance kit: pytest classes that check SPEC §2 against any byte store.
+
+A backend's test file supplies a ``make_store`` fixture and subclasses the kit::
+
+    import pytest
+    from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory
+
+    @pytest.fixture
+    def make_store(tmp_path) -> StoreFactory:
+        def make(namespace=None, ttl=None):
+            return LocalFileStore(tmp_path, namespace=namespace, ttl=ttl)
+        return make
+
+    class TestLocalFileStore(ByteStoreTests): ...
+    class TestLocalFileStoreAsync(AsyncByteStoreTests): ...
+
+``make_store(namespace=..., ttl=...)`` must return a new store on the same underlying data
+each time it is called within one test, and that data must start empty for every test.
+The kit closes the stores it made. `make_state_machine` builds a Hypothesis state machine
+that compares a store with a dict.
+"""
+
+from kvstores.testing.conformance import AsyncByteStoreTests, ByteStoreTests, StoreFactory
+from kvstores.testing.stateful import make_state_machine
+
+__all__ = ["AsyncByteStoreTests", "ByteStoreTests", "StoreFactory", "make_state_machine"]

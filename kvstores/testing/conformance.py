@@ -1,0 +1,573 @@
+"""The conformance tests. Each test is written once, against `Ops`; the sync class drives the
+sync methods and the async class the async ones, on a fresh event loop per test."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+import pytest
+
+from kvstores._base import ByteStore
+from kvstores.errors import InvalidKeyError, InvalidValueError, KVStoreError
+
+__all__ = ["AsyncByteStoreTests", "ByteStoreTests", "StoreFactory"]
+
+T = TypeVar("T")
+
+
+class StoreFactory(Protocol):
+    """Makes a store over one test's data: ``make_store(namespace=None, ttl=None)``."""
+
+    def __call__(self, *, namespace: str | None = None, ttl: float | None = None) -> ByteStore: ...
+
+
+class Ops:
+    """One store driven through its sync methods."""
+
+    def __init__(self, store: ByteStore) -> None:
+        self.store = store
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self.store.mget(keys)
+
+    def mset(self, pairs: Sequence[tuple[str, Any]]) -> None:
+        self.store.mset(pairs)
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        self.store.mdelete(keys)
+
+    def keys(self, prefix: str | None = None) -> list[str]:
+        iterator = self.store.yield_keys(prefix=prefix)
+        is_generator = inspect.isgenerator(iterator)
+        assert is_generator, "yield_keys must return a generator"
+        return list(iterator)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class AsyncOps(Ops):
+    """One store driven through its async methods on the test's event loop."""
+
+    def __init__(self, store: ByteStore, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(store)
+        self.loop = loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self.run(self.store.amget(keys))
+
+    def mset(self, pairs: Sequence[tuple[str, Any]]) -> None:
+        self.run(self.store.amset(pairs))
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        self.run(self.store.amdelete(keys))
+
+    def keys(self, prefix: str | None = None) -> list[str]:
+        iterator = self.store.ayield_keys(prefix=prefix)
+        is_async_generator = inspect.isasyncgen(iterator)
+        assert is_async_generator, "ayield_keys must return an async generator"
+
+        async def collect() -> list[str]:
+            return [key async for key in iterator]
+
+        return self.run(collect())
+
+    def close(self) -> None:
+        self.run(self.store.aclose())
+
+
+# Keys every backend must store and return exactly.
+AWKWARD_KEYS = [
+    "plain",
+    "with space",
+    "trailing space ",
+    " leading space",
+    "UPPER",
+    "upper",
+    "Upper",
+    "a/b/c",
+    "/leading/slash",
+    "trailing/",
+    "a:b:c",
+    ".",
+    "..",
+    "../../etc/passwd",
+    "..\\..\\windows",
+    "C:\\x",
+    "%",
+    "_",
+    "*",
+    "?",
+    "[abc]",
+    "{a,b}",
+    "\\",
+    "^$",
+    "(group)",
+    "a|b",
+    "'quote\"",
+    "tab\tnew\nline\r",
+    "\x01\x7f",
+    "ünïcödé",
+    "日本語のキー",
+    "emoji 🗝️🔑",
+    "\U0010ffff",
+    "\ufeffbom",
+    unicodedata.normalize("NFC", "café"),
+    unicodedata.normalize("NFD", "café"),
+    "k" * 1024,
+    "🔑" * 1024,
+    "ä" * 1023 + "b",
+    "ä" * 1023 + "c",
+    "%2e",
+    "%41",
+    "~ns",
+    "~ttl",
+    ".tmp-1",
+    "con",
+    "NUL.txt",
+]
+
+# Prefix test: each prefix on the left must return exactly the keys that literally start with it.
+PREFIX_KEYS = [
+    "p%x", "p%", "pax", "p_x", "p_", "pbx", "p*x", "p*", "p?x", "p[ab]", "pa]", "pb]",
+    "p\\x", "p\\", "p.x", "pzx", "p^x", "p$x", "p(x", "p{x", "p|x", "P%x", "pAx",
+    "p/x", "p/", "p//", "p:x", "p:", "p ", "p  ", "p\u00e9", "pe\u0301", "p🔑", "p" + "z" * 1023,
+]  # fmt: skip
+PREFIXES = [
+    "p%", "p_", "p*", "p?", "p[", "p[a", "p]", "pa]", "p\\", "p.", "p^", "p$", "p(", "p{",
+    "p|", "P", "pA", "pa", "p/", "p:", "p ", "p  ", "p\u00e9", "pe", "p🔑", "p" + "z" * 1023, "pzz",
+]  # fmt: skip
+
+BAD_KEYS: list[tuple[Any, type[Exception]]] = [
+    ("", InvalidKeyError),
+    ("k" * 1025, InvalidKeyError),
+    ("nul\x00inside", InvalidKeyError),
+    ("\ud800", InvalidKeyError),
+    (b"bytes", TypeError),
+    (1, TypeError),
+    (None, TypeError),
+    (("tuple",), TypeError),
+]
+BAD_VALUES: list[Any] = [None, "str", 1, 1.5, ["list"], {"d": 1}, object()]
+
+
+class ByteStoreTests:
+    """The conformance suite for a byte store, through its sync methods.
+
+    Needs a ``make_store`` fixture (see `StoreFactory`). Class attributes a subclass may set:
+    """
+
+    #: Two ``make_store()`` stores share data (false only where each instance has its own data).
+    shares_data: bool = True
+    #: Seconds of ttl in the expiry test; raise it for backends with coarse expiry (whole seconds).
+    short_ttl: float = 1.0
+    #: Keys written by the concurrency and paging tests.
+    many_keys: int = 2500
+
+    # Fixtures
+
+    @pytest.fixture
+    def ops_for(self) -> Iterator[Callable[[ByteStore], Ops]]:
+        made: list[Ops] = []
+
+        def wrap(store: ByteStore) -> Ops:
+            ops = Ops(store)
+            made.append(ops)
+            return ops
+
+        yield wrap
+        for ops in made:
+            ops.close()
+
+    @pytest.fixture
+    def open_store(
+        self, make_store: StoreFactory, ops_for: Callable[[ByteStore], Ops]
+    ) -> Callable[..., Ops]:
+        def open_(namespace: str | None = None, ttl: float | None = None) -> Ops:
+            return ops_for(make_store(namespace=namespace, ttl=ttl))
+
+        return open_
+
+    @pytest.fixture
+    def kv(self, open_store: Callable[..., Ops]) -> Ops:
+        return open_store()
+
+    # Empty batches
+
+    def test_empty_batches(self, kv: Ops) -> None:
+        assert kv.mget([]) == []
+        kv.mset([])
+        kv.mdelete([])
+        assert kv.keys() == []
+
+    # mget / mset / mdelete
+
+    def test_set_then_get(self, kv: Ops) -> None:
+        kv.mset([("a", b"1"), ("b", b"2")])
+        assert kv.mget(["a", "b"]) == [b"1", b"2"]
+
+    def test_mget_order_missing_and_repeats(self, kv: Ops) -> None:
+        kv.mset([("a", b"1"), ("b", b"2"), ("c", b"3")])
+        result = kv.mget(["c", "missing", "a", "c", "b", "a"])
+        assert isinstance(result, list)
+        assert result == [b"3", None, b"1", b"3", b"2", b"1"]
+
+    def test_mget_all_missing(self, kv: Ops) -> None:
+        assert kv.mget(["x", "y", "x"]) == [None, None, None]
+
+    def test_upsert_overwrites(self, kv: Ops) -> None:
+        kv.mset([("a", b"old"), ("b", b"keep")])
+        kv.mset([("a", b"new")])
+        assert kv.mget(["a", "b"]) == [b"new", b"keep"]
+
+    def test_repeated_key_in_batch_last_wins(self, kv: Ops) -> None:
+        kv.mset([("a", b"1"), ("b", b"x"), ("a", b"2"), ("a", b"3")])
+        assert kv.mget(["a", "b"]) == [b"3", b"x"]
+        assert sorted(kv.keys()) == ["a", "b"]
+
+    def test_empty_value_is_not_absent(self, kv: Ops) -> None:
+        kv.mset([("empty", b"")])
+        assert kv.mget(["empty", "absent"]) == [b"", None]
+        assert kv.keys() == ["empty"]
+
+    def test_bytes_like_values_come_back_as_bytes(self, kv: Ops) -> None:
+        kv.mset([("ba", bytearray(b"array")), ("mv", memoryview(b"view")), ("b", b"bytes")])
+        values = kv.mget(["ba", "mv", "b"])
+        assert values == [b"array", b"view", b"bytes"]
+        assert all(type(v) is bytes for v in values)
+
+    def test_binary_values_round_trip(self, kv: Ops) -> None:
+        every_byte = bytes(range(256))
+        kv.mset([("all", every_byte * 4), ("nul", b"\x00"), ("hi", b"\xff\xfe\x00\x01")])
+        assert kv.mget(["all", "nul", "hi"]) == [every_byte * 4, b"\x00", b"\xff\xfe\x00\x01"]
+
+    def test_one_mebibyte_value(self, kv: Ops) -> None:
+        value = bytes(range(256)) * 4096
+        kv.mset([("big", value)])
+        assert kv.mget(["big"]) == [value]
+
+    def test_delete(self, kv: Ops) -> None:
+        kv.mset([("a", b"1"), ("b", b"2"), ("c", b"3")])
+        kv.mdelete(["a", "c", "never-there", "a"])
+        assert kv.mget(["a", "b", "c"]) == [None, b"2", None]
+        assert kv.keys() == ["b"]
+
+    def test_delete_then_set_again(self, kv: Ops) -> None:
+        kv.mset([("a", b"1")])
+        kv.mdelete(["a"])
+        kv.mset([("a", b"2")])
+        assert kv.mget(["a"]) == [b"2"]
+
+    # Keys
+
+    def test_awkward_keys_round_trip(self, kv: Ops) -> None:
+        pairs = [(key, f"value {i}".encode()) for i, key in enumerate(AWKWARD_KEYS)]
+        kv.mset(pairs)
+        assert kv.mget(AWKWARD_KEYS) == [v for _, v in pairs]
+        assert sorted(kv.keys()) == sorted(AWKWARD_KEYS)
+        kv.mdelete(AWKWARD_KEYS[::2])
+        assert sorted(kv.keys()) == sorted(AWKWARD_KEYS[1::2])
+        assert kv.mget(AWKWARD_KEYS[:2]) == [None, pairs[1][1]]
+
+    def test_keys_compare_exactly(self, kv: Ops) -> None:
+        keys = ["a", "A", "a ", " a", "é", unicodedata.normalize("NFD", "é"), "ß", "ss"]
+        kv.mset([(k, str(i).encode()) for i, k in enumerate(keys)])
+        assert kv.mget(keys) == [str(i).encode() for i in range(len(keys))]
+        assert sorted(kv.keys()) == sorted(keys)
+
+    def test_a_key_and_its_extension_coexist(self, kv: Ops) -> None:
+        kv.mset([("a", b"1"), ("a/b", b"2"), ("a/b/c", b"3"), ("a/", b"4")])
+        assert kv.mget(["a", "a/b", "a/b/c", "a/"]) == [b"1", b"2", b"3", b"4"]
+        kv.mdelete(["a/b"])
+        assert sorted(kv.keys()) == ["a", "a/", "a/b/c"]
+
+    @pytest.mark.parametrize(("bad", "error"), BAD_KEYS, ids=[repr(k)[:12] for k, _ in BAD_KEYS])
+    def test_bad_key_rejected_in_every_operation(
+        self, kv: Ops, bad: Any, error: type[Exception]
+    ) -> None:
+        kv.mset([("good", b"1")])
+        with pytest.raises(error):
+            kv.mget(["good", bad])
+        with pytest.raises(error):
+            kv.mset([("new", b"x"), (bad, b"2")])
+        with pytest.raises(error):
+            kv.mdelete(["good", bad])
+        # Nothing of a rejected batch was written or deleted.
+        assert kv.mget(["good", "new"]) == [b"1", None]
+
+    def test_key_errors_are_value_errors(self) -> None:
+        assert issubclass(InvalidKeyError, ValueError)
+        assert issubclass(InvalidKeyError, KVStoreError)
+        assert issubclass(InvalidValueError, ValueError)
+
+    def test_a_single_string_is_not_a_batch(self, kv: Ops) -> None:
+        with pytest.raises(TypeError):
+            kv.mget("abc")
+        with pytest.raises(TypeError):
+            kv.mdelete("abc")
+
+    # Values
+
+    @pytest.mark.parametrize("bad", BAD_VALUES, ids=[type(v).__name__ for v in BAD_VALUES])
+    def test_bad_value_rejected_and_nothing_written(self, kv: Ops, bad: Any) -> None:
+        kv.mset([("keep", b"old")])
+        with pytest.raises(TypeError):
+            kv.mset([("keep", b"new"), ("other", b"x"), ("bad", bad)])
+        assert kv.mget(["keep", "other", "bad"]) == [b"old", None, None]
+
+    def test_malformed_pairs_rejected(self, kv: Ops) -> None:
+        malformed: list[Any] = [["ab"], [("a", b"1", b"2")], [("a",)], [b"ab"]]
+        for pairs in malformed:
+            with pytest.raises(TypeError):
+                kv.mset(pairs)
+        assert kv.keys() == []
+
+    def test_value_over_limit_rejected_and_nothing_written(self, kv: Ops) -> None:
+        limit = getattr(kv.store, "max_value_size", None)
+        if limit is None:
+            pytest.skip("this backend sets no value size limit of its own")
+        with pytest.raises(InvalidValueError):
+            kv.mset([("small", b"x"), ("huge", b"\x00" * (limit + 1))])
+        assert kv.mget(["small", "huge"]) == [None, None]
+
+    # yield_keys
+
+    def test_yield_keys_lists_each_key_once(self, kv: Ops) -> None:
+        keys = [f"key-{i:05d}" for i in range(self.many_keys)]
+        kv.mset([(k, b"v") for k in keys])
+        listed = kv.keys()
+        assert len(listed) == len(keys)
+        assert set(listed) == set(keys)
+        assert sorted(kv.keys(prefix="")) == keys
+        assert sorted(kv.keys(prefix=None)) == keys
+
+    def test_prefix_is_literal(self, kv: Ops) -> None:
+        kv.mset([(k, b"v") for k in PREFIX_KEYS])
+        for prefix in PREFIXES:
+            expected = sorted(k for k in set(PREFIX_KEYS) if k.startswith(prefix))
+            assert sorted(kv.keys(prefix=prefix)) == expected, f"prefix {prefix!r}"
+
+    def test_prefix_over_many_keys(self, kv: Ops) -> None:
+        keys = [f"{'ab'[i % 2]}/{i:05d}" for i in range(self.many_keys)]
+        kv.mset([(k, b"v") for k in keys])
+        assert sorted(kv.keys(prefix="a/")) == [k for k in keys if k.startswith("a/")]
+        assert sorted(kv.keys(prefix="b/0001")) == sorted(k for k in keys if k.startswith("b/0001"))
+        assert kv.keys(prefix="c") == []
+
+    def test_prefix_rejects_non_str(self, kv: Ops) -> None:
+        with pytest.raises(TypeError):
+            kv.keys(prefix=b"a")  # type: ignore[arg-type]
+
+    def test_changes_during_iteration_never_crash(self, kv: Ops) -> None:
+        keys = [f"k{i:05d}" for i in range(self.many_keys)]
+        kv.mset([(k, b"v") for k in keys])
+        seen = self._iterate_while_changing(kv, keys)
+        untouched = set(keys[1::2]) - set(keys[:200])
+        assert untouched <= set(seen)
+
+    def _iterate_while_changing(self, kv: Ops, keys: list[str]) -> list[str]:
+        seen = []
+        for i, key in enumerate(kv.store.yield_keys()):
+            seen.append(key)
+            if i == 10:
+                kv.store.mdelete(keys[:200:2])
+                kv.store.mset([(f"new{j}", b"n") for j in range(200)])
+        return seen
+
+    # Namespaces
+
+    def test_namespaces_are_isolated(self, open_store: Callable[..., Ops]) -> None:
+        default, a, b, ab = open_store(), open_store("a"), open_store("b"), open_store("a:b")
+        default.mset([("k", b"default"), ("b:k", b"default b:k")])
+        a.mset([("k", b"a"), ("b:k", b"a b:k"), ("only-a", b"1")])
+        b.mset([("k", b"b")])
+        ab.mset([("k", b"a:b")])
+        assert default.mget(["k", "b:k", "only-a"]) == [b"default", b"default b:k", None]
+        assert a.mget(["k", "b:k", "only-a"]) == [b"a", b"a b:k", b"1"]
+        assert b.mget(["k", "only-a"]) == [b"b", None]
+        assert ab.mget(["k", "b:k"]) == [b"a:b", None]
+        assert sorted(default.keys()) == ["b:k", "k"]
+        assert sorted(a.keys()) == ["b:k", "k", "only-a"]
+        assert b.keys() == ["k"]
+        assert ab.keys() == ["k"]
+        assert a.keys(prefix="b:") == ["b:k"]
+        a.mdelete(["k", "b:k"])
+        assert default.mget(["k", "b:k"]) == [b"default", b"default b:k"]
+        assert b.mget(["k"]) == [b"b"]
+        assert ab.mget(["k"]) == [b"a:b"]
+
+    def test_namespace_prefix_of_another(self, open_store: Callable[..., Ops]) -> None:
+        short, long = open_store("ns"), open_store("ns2")
+        short.mset([("2x", b"short")])
+        long.mset([("x", b"long")])
+        assert short.keys() == ["2x"]
+        assert long.keys() == ["x"]
+        assert short.mget(["x"]) == [None]
+        assert long.mget(["2x"]) == [None]
+
+    def test_awkward_namespace(self, open_store: Callable[..., Ops]) -> None:
+        weird, plain = open_store("../Ns/*?%_ 🔑"), open_store("../ns")
+        weird.mset([("k", b"w")])
+        plain.mset([("k", b"p")])
+        assert weird.mget(["k"]) == [b"w"]
+        assert plain.mget(["k"]) == [b"p"]
+        assert weird.keys() == ["k"]
+
+    # Persistence: a store is checked against another store, not only against itself
+
+    def test_another_store_sees_the_data(self, open_store: Callable[..., Ops]) -> None:
+        if not self.shares_data:
+            pytest.skip("each instance of this store has its own data")
+        first, second = open_store("shared"), open_store("shared")
+        first.mset([("k", b"v"), ("gone", b"x")])
+        first.mdelete(["gone"])
+        assert second.mget(["k", "gone"]) == [b"v", None]
+        assert second.keys() == ["k"]
+
+    # Expiry
+
+    def test_ttl_entries_readable_before_expiry(self, open_store: Callable[..., Ops]) -> None:
+        kv = open_store(ttl=600)
+        kv.mset([("k", b"v")])
+        assert kv.mget(["k"]) == [b"v"]
+        assert kv.keys() == ["k"]
+
+    def test_expired_entries_are_invisible(self, open_store: Callable[..., Ops]) -> None:
+        short = open_store(ttl=self.short_ttl)
+        short.mset([("gone", b"1"), ("gone too", b"2")])
+        time.sleep(self.short_ttl + 1.1)
+        assert short.mget(["gone", "gone too"]) == [None, None]
+        assert short.keys() == []
+        short.mset([("fresh", b"3")])
+        assert short.mget(["gone", "fresh"]) == [None, b"3"]
+
+    def test_expiry_holds_for_every_store_on_the_data(self, open_store: Callable[..., Ops]) -> None:
+        if not self.shares_data:
+            pytest.skip("each instance of this store has its own data")
+        short, plain = open_store(ttl=self.short_ttl), open_store()
+        short.mset([("gone", b"1"), ("rewritten", b"2")])
+        plain.mset([("kept", b"3")])
+        plain.mset([("rewritten", b"4")])  # a write without ttl makes the entry permanent
+        time.sleep(self.short_ttl + 1.1)
+        assert plain.mget(["gone", "rewritten", "kept"]) == [None, b"4", b"3"]
+        assert sorted(plain.keys()) == ["kept", "rewritten"]
+        assert sorted(short.keys()) == ["kept", "rewritten"]
+
+    @pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+    def test_bad_ttl_rejected(self, make_store: StoreFactory, ttl: float) -> None:
+        with pytest.raises(ValueError, match="ttl"):
+            make_store(ttl=ttl)
+
+    # Concurrency
+
+    def test_threads_share_a_store(self, kv: Ops) -> None:
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                pairs = [(f"t{n}-{i}", f"{n}:{i}".encode()) for i in range(50)]
+                for start in range(0, 50, 10):
+                    kv.store.mset(pairs[start : start + 10])
+                assert kv.store.mget([k for k, _ in pairs]) == [v for _, v in pairs]
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(kv.keys()) == 8 * 50
+
+    # Lifecycle
+
+    def test_context_manager_and_close(self, make_store: StoreFactory) -> None:
+        with make_store() as store:
+            store.mset([("k", b"v")])
+            assert store.mget(["k"]) == [b"v"]
+        store.close()  # closing twice is harmless
+
+
+class AsyncByteStoreTests(ByteStoreTests):
+    """The same suite through the async methods, plus checks of truly concurrent coroutines."""
+
+    @pytest.fixture
+    def loop(self) -> Iterator[asyncio.AbstractEventLoop]:
+        loop = asyncio.new_event_loop()
+        yield loop
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    @pytest.fixture
+    def ops_for(self, loop: asyncio.AbstractEventLoop) -> Iterator[Callable[[ByteStore], Ops]]:
+        made: list[Ops] = []
+
+        def wrap(store: ByteStore) -> Ops:
+            ops = AsyncOps(store, loop)
+            made.append(ops)
+            return ops
+
+        yield wrap
+        for ops in made:
+            ops.close()
+
+    def _iterate_while_changing(self, kv: Ops, keys: list[str]) -> list[str]:
+        async def run() -> list[str]:
+            seen = []
+            i = 0
+            async for key in kv.store.ayield_keys():
+                seen.append(key)
+                if i == 10:
+                    await kv.store.amdelete(keys[:200:2])
+                    await kv.store.amset([(f"new{j}", b"n") for j in range(200)])
+                i += 1
+            return seen
+
+        assert isinstance(kv, AsyncOps)
+        return kv.run(run())
+
+    def test_concurrent_coroutines_share_a_store(self, kv: Ops) -> None:
+        store = kv.store
+
+        async def work(n: int) -> list[bytes | None]:
+            pairs = [(f"c{n}-{i}", f"{n}:{i}".encode()) for i in range(20)]
+            await store.amset(pairs)
+            return await store.amget([k for k, _ in pairs])
+
+        async def run() -> list[list[bytes | None]]:
+            return await asyncio.gather(*(work(n) for n in range(20)))
+
+        assert isinstance(kv, AsyncOps)
+        results = kv.run(run())
+        assert results == [[f"{n}:{i}".encode() for i in range(20)] for n in range(20)]
+        assert len(kv.keys()) == 400
+
+    def test_sync_and_async_see_the_same_data(self, kv: Ops) -> None:
+        assert isinstance(kv, AsyncOps)
+        kv.store.mset([("sync", b"1")])
+        kv.mset([("async", b"2")])
+        assert kv.mget(["sync"]) == [b"1"]
+        assert kv.store.mget(["async"]) == [b"2"]
+        kv.store.mdelete(["async"])
+        assert kv.keys() == ["sync"]
+        assert sorted(kv.store.yield_keys()) == ["sync"]
+
+    def test_async_context_manager(
+        self, make_store: StoreFactory, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        async def run() -> list[bytes | None]:
+            async with make_store() as store:
+                await store.amset([("k", b"v")])
+                return await store.amget(["k"])
+
+        assert loop.run_until_complete(run()) == [b"v"]

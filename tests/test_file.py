@@ -1,0 +1,160 @@
+"""The conformance kit on `LocalFileStore`, plus what only a file store must show: every key
+stays inside the root, writes are atomic, expired files are reclaimed."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kvstores import from_url
+from kvstores.file import LocalFileStore
+from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
+from kvstores.testing.conformance import AWKWARD_KEYS
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> StoreFactory:
+    root = tmp_path / "store"
+    return lambda namespace=None, ttl=None: LocalFileStore(root, namespace=namespace, ttl=ttl)
+
+
+class TestLocalFileStore(ByteStoreTests):
+    pass
+
+
+class TestLocalFileStoreAsync(AsyncByteStoreTests):
+    pass
+
+
+def _fresh_store() -> LocalFileStore:
+    return LocalFileStore(
+        Path(os.environ.get("TMPDIR", "/tmp")) / "kvstores-stateful", namespace=uuid.uuid4().hex
+    )
+
+
+TestLocalFileStateful = make_state_machine(_fresh_store).TestCase
+
+
+def _files_under(path: Path) -> set[Path]:
+    return {p for p in path.rglob("*") if p.is_file()}
+
+
+TRAVERSAL_KEYS = [
+    "../outside",
+    "../../etc/passwd",
+    "..",
+    ".",
+    "/etc/passwd",
+    "/",
+    "a/../../b",
+    "..\\..\\outside",
+    "~/x",
+    "$HOME",
+    "..%2f..%2fescaped",
+    "%2e%2e/x",
+    "a" * 1024,
+    "/" * 1024,
+    "." * 1024,
+]
+
+
+def test_every_key_stays_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "sentinel").write_bytes(b"untouched")
+    store = LocalFileStore(root)
+    store.mset([(k, k.encode()) for k in TRAVERSAL_KEYS + AWKWARD_KEYS])
+    outside = _files_under(tmp_path) - _files_under(root)
+    assert outside == {tmp_path / "sentinel"}
+    for path in _files_under(root):
+        assert path.parent == root  # flat: no key creates a directory
+        assert path.resolve().is_relative_to(root.resolve())
+    assert store.mget(TRAVERSAL_KEYS) == [k.encode() for k in TRAVERSAL_KEYS]
+    assert sorted(store.yield_keys()) == sorted(set(TRAVERSAL_KEYS + AWKWARD_KEYS))
+    store.mdelete(TRAVERSAL_KEYS + AWKWARD_KEYS)
+    assert _files_under(root) == set()
+    assert (tmp_path / "sentinel").read_bytes() == b"untouched"
+
+
+def test_namespaces_stay_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for namespace in ["..", "../..", "/etc", "a/../../b", "." * 256]:
+        LocalFileStore(root, namespace=namespace).mset([("k", b"v")])
+    assert all(p.resolve().is_relative_to(root.resolve()) for p in _files_under(tmp_path))
+
+
+def test_file_names_are_case_and_normalisation_proof(tmp_path: Path) -> None:
+    # On a case-insensitive or normalising filesystem (macOS, Windows) these would collide if the
+    # names kept case or non-ASCII characters; the escaping gives distinct lowercase ASCII names.
+    store = LocalFileStore(tmp_path)
+    keys = ["Key", "key", "KEY", "é", "e\u0301"]
+    store.mset([(k, k.encode()) for k in keys])
+    names = os.listdir(tmp_path)
+    assert len({n.lower() for n in names}) == len(keys)
+    assert all(n.isascii() for n in names)
+
+
+def test_readable_file_names(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    store.mset([("model-x:v1/0123abcd", b"v")])
+    assert os.listdir(tmp_path) == ["model-x%3av1%2f0123abcd"]
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalFileStore(tmp_path)
+    store.mset([("k", b"old")])
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk on fire"):
+        store.mset([("k", b"new")])
+    monkeypatch.undo()
+    assert store.mget(["k"]) == [b"old"]
+    assert os.listdir(tmp_path) == ["k"]
+
+
+def test_data_persists_across_instances_and_urls(tmp_path: Path) -> None:
+    LocalFileStore(tmp_path, namespace="n").mset([("k", b"v")])
+    assert from_url(f"file://{tmp_path}?namespace=n").mget(["k"]) == [b"v"]
+    assert from_url(f"file://{tmp_path}").mget(["k"]) == [None]
+
+
+def test_relative_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = from_url("file://rel/dir")
+    assert isinstance(store, LocalFileStore)
+    store.mset([("k", b"v")])
+    assert (tmp_path / "rel" / "dir" / "k").exists()
+
+
+def test_expired_files_are_removed(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path, ttl=0.05)
+    store.mset([("a", b"1"), ("b", b"2"), ("c" * 1024, b"3")])
+    time.sleep(0.1)
+    assert store.mget(["a"]) == [None]
+    assert not (tmp_path / "a").exists()  # removed lazily by the read
+    assert store.purge_expired() == 2
+    assert [n for n in os.listdir(tmp_path) if not n.startswith("~")] == []
+
+
+def test_long_keys_share_a_head_but_not_a_file(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    keys = ["x" * 500 + "1", "x" * 500 + "2", "x" * 100]
+    store.mset([(k, k[-1].encode()) for k in keys])
+    assert store.mget(keys) == [b"1", b"2", b"x"]
+    assert sorted(store.yield_keys(prefix="x" * 200)) == sorted(keys[:2])
+    assert sorted(store.yield_keys(prefix="x" * 500 + "2")) == [keys[1]]
+
+
+def test_unknown_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "k").write_bytes(b"\x7fjunk")
+    with pytest.raises(Exception, match="not a kvstores file"):
+        LocalFileStore(tmp_path).mget(["k"])

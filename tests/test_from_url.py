@@ -1,0 +1,159 @@
+"""`from_url`, URL masking and the options every scheme shares."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import kvstores
+from kvstores import BackendUnavailableError, InMemoryByteStore, LocalFileStore, from_url
+from kvstores._registry import require
+from kvstores._urls import mask_secrets, mask_url, split_common_options
+
+
+def test_import_needs_no_optional_dependency() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        blocked = ("sqlalchemy", "redis", "pymongo", "cassandra", "astrapy", "langchain_core",
+                   "hypothesis", "pytest", "psycopg", "pymysql")
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in blocked:
+                    raise ImportError(f"blocked {name}")
+        sys.meta_path.insert(0, Block())
+        import kvstores
+        store = kvstores.from_url("memory://")
+        store.mset([("k", b"v")])
+        assert store.mget(["k"]) == [b"v"]
+        print(sorted(m for m in sys.modules if m.split(".")[0] in blocked))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_memory_and_file_urls(tmp_path: Path) -> None:
+    memory = from_url("memory://")
+    assert type(memory) is InMemoryByteStore
+    file_store = from_url(f"file://{tmp_path}")
+    assert isinstance(file_store, LocalFileStore)
+    assert file_store.root == tmp_path
+
+
+def test_common_options_from_query_and_kwargs(tmp_path: Path) -> None:
+    store = from_url(f"file://{tmp_path}?namespace=emb&ttl=60&timeout=3")
+    assert isinstance(store, LocalFileStore)
+    assert (store.namespace, store.ttl) == ("emb", 60.0)
+    overridden = from_url("memory://?namespace=q&ttl=5", namespace="kw", ttl=7)
+    assert isinstance(overridden, InMemoryByteStore)
+    assert (overridden.namespace, overridden.ttl) == ("kw", 7.0)
+
+
+@pytest.mark.parametrize("query", ["ttl=abc", "ttl=0", "ttl=-1", "timeout=nan", "ttl=inf"])
+def test_bad_common_options(query: str) -> None:
+    with pytest.raises(ValueError, match=r"ttl|timeout"):
+        from_url(f"memory://?{query}")
+
+
+def test_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown kvstores URL scheme 'nope'.*file.*memory"):
+        from_url("nope://x")
+
+
+@pytest.mark.parametrize("url", ["", "memory", "/tmp/x", "no scheme"])
+def test_not_a_url(url: str) -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        from_url(url)
+
+
+def test_memory_url_rejects_extra_parts() -> None:
+    with pytest.raises(ValueError, match="memory://"):
+        from_url("memory://host/path")
+    with pytest.raises(ValueError, match="memory://"):
+        from_url("memory://?table=x")
+
+
+def test_missing_driver_names_the_extra() -> None:
+    with pytest.raises(ImportError, match=r'pip install "kvstores\[redis\]"'):
+        require("kvstores_no_such_driver", "redis")
+
+
+def test_entry_point_backend(tmp_path: Path) -> None:
+    # A third-party backend installed as a distribution with a kvstores.backends entry point.
+    package = tmp_path / "site" / "kvplugin.py"
+    package.parent.mkdir()
+    package.write_text(
+        textwrap.dedent(
+            """
+            from kvstores.memory import InMemoryByteStore
+            class PluginStore(InMemoryByteStore):
+                @classmethod
+                def from_url(cls, url, **options):
+                    store = cls(namespace=options.get("namespace"))
+                    store.url = url
+                    return store
+            """
+        )
+    )
+    dist = tmp_path / "site" / "kvplugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kvplugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[kvstores.backends]\nplug = kvplugin:PluginStore\n")
+    code = textwrap.dedent(
+        """
+        import kvstores
+        store = kvstores.from_url("plug://host/x?namespace=n&opt=1")
+        print(type(store).__name__, store.namespace, store.url, "plug" in kvstores.known_schemes())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(package.parent)},
+    )
+    assert out.stdout.split() == ["PluginStore", "n", "plug://host/x?opt=1", "True"]
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://user:s3cret@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:s3cret@host:6379", "redis://:***@host:6379"),
+        ("postgresql+psycopg://u:p%40ss@h/db?sslmode=require", "postgresql+psycopg://u:***@h/db?sslmode=require"),
+        ("astradb://h/ks?collection=c&token=AstraCS:abc", "astradb://h/ks?collection=c&token=***"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("memory://", "memory://"),
+    ],
+)  # fmt: skip
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_mask_secrets_in_driver_messages() -> None:
+    url = "mysql://root:hunter2@db/x?token=AstraCS:t0k"
+    text = "connect failed for root:hunter2@db (token AstraCS:t0k)"
+    assert mask_secrets(text, url) == "connect failed for root:***@db (token ***)"
+
+
+def test_backend_unavailable_masks_and_chains() -> None:
+    cause = ConnectionRefusedError("refused by redis://u:pw@h:1 with pw")
+    with pytest.raises(BackendUnavailableError) as caught:
+        raise BackendUnavailableError("redis", "redis://u:pw@h:1/0", cause) from cause
+    assert "pw" not in str(caught.value)
+    assert str(caught.value).startswith("redis backend unavailable at redis://u:***@h:1/0")
+    assert caught.value.__cause__ is cause
+    assert isinstance(caught.value, kvstores.KVStoreError)
+    assert isinstance(caught.value, ConnectionError)
+
+
+def test_split_common_options_keeps_the_rest() -> None:
+    url, options = split_common_options("sqlite:///x.db?table=t&namespace=n&ttl=2&a=%2F")
+    assert url == "sqlite:///x.db?table=t&a=/"
+    assert options == {"namespace": "n", "ttl": 2.0}

@@ -1,0 +1,109 @@
+"""The shared checks and paging helpers every store relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+
+import pytest
+
+from kvstores._paging import (
+    aiter_in_thread,
+    akeyset_pages,
+    chunked,
+    keyset_pages,
+    prefix_upper_bound,
+)
+from kvstores._validation import check_keys, check_namespace, check_pairs, coerce_byte_values
+from kvstores.errors import InvalidKeyError, InvalidValueError
+
+
+class Color(str, Enum):
+    RED = "red"
+
+
+def test_str_subclasses_become_plain_str() -> None:
+    keys = check_keys([Color.RED, "x"])
+    assert keys == ["red", "x"]
+    assert all(type(k) is str for k in keys)
+
+
+def test_check_pairs_keeps_last_value_in_first_position() -> None:
+    items = check_pairs([("a", b"1"), ("b", b"2"), ("a", b"3")], coerce_byte_values)
+    assert list(items.items()) == [("a", b"3"), ("b", b"2")]
+
+
+def test_value_limit() -> None:
+    assert coerce_byte_values([b"12"], max_size=2) == [b"12"]
+    with pytest.raises(InvalidValueError, match="limit of 2"):
+        coerce_byte_values([b"123"], max_size=2)
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 257, "a\x00b", "\udcff"])
+def test_bad_namespaces(bad: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        check_namespace(bad)
+
+
+def test_error_names_the_bad_key() -> None:
+    with pytest.raises(InvalidKeyError, match="'ok\\\\x00'"):
+        check_keys(["fine", "ok\x00"])
+
+
+def test_chunked() -> None:
+    assert [list(c) for c in chunked([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
+    items = [1, 2]
+    assert next(iter(chunked(items, 5))) is items  # no copy when it fits
+
+
+@pytest.mark.parametrize(
+    ("prefix", "bound"),
+    [("a", "b"), ("ab", "ac"), ("a\U0010ffff", "b"), ("\U0010ffff", None), ("\ud7ff", "\ue000")],
+)
+def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
+    assert prefix_upper_bound(prefix) == bound
+
+
+def test_prefix_upper_bound_is_tight() -> None:
+    keys = ["a", "a\U0010ffff", "ab", "b", "a\x00", "`"]
+    bound = prefix_upper_bound("a")
+    assert bound is not None
+    assert sorted(k for k in keys if "a" <= k < bound) == sorted(
+        k for k in keys if k.startswith("a")
+    )
+
+
+def test_keyset_pages() -> None:
+    data = [f"k{i:03d}" for i in range(25)]
+    calls = []
+
+    def fetch(after: str | None, limit: int) -> list[str]:
+        calls.append(after)
+        return [k for k in data if after is None or k > after][:limit]
+
+    assert list(keyset_pages(fetch, 10)) == data
+    assert calls == [None, "k009", "k019"]
+
+    async def afetch(after: str | None, limit: int) -> list[str]:
+        return fetch(after, limit)
+
+    async def collect() -> list[str]:
+        return [k async for k in akeyset_pages(afetch, 10)]
+
+    assert asyncio.run(collect()) == data
+
+
+def test_aiter_in_thread_pages_and_closes() -> None:
+    closed = []
+
+    def numbers():  # type: ignore[no-untyped-def]
+        try:
+            yield from range(2500)
+        finally:
+            closed.append(True)
+
+    async def collect() -> list[int]:
+        return [n async for n in aiter_in_thread(numbers, page_size=1000)]
+
+    assert asyncio.run(collect()) == list(range(2500))
+    assert closed == [True]
