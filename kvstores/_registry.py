@@ -19,7 +19,16 @@ ENTRY_POINT_GROUP = "kvstores.backends"
 _SCHEMES: dict[str, str] = {
     "memory": "kvstores.memory:InMemoryByteStore",
     "file": "kvstores.file:LocalFileStore",
+    "redis": "kvstores.redis:RedisByteStore",
+    "rediss": "kvstores.redis:RedisByteStore",
+    "unix": "kvstores.redis:RedisByteStore",
+    "redis+cluster": "kvstores.redis:RedisByteStore",
 }
+_SQL = "kvstores.sql:SQLByteStore"
+# SQLAlchemy dialects: "dialect" or "dialect+driver" goes to the SQL backend.
+_SQL_DIALECTS = frozenset(
+    {"sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"}
+)
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -38,20 +47,37 @@ def _plugins() -> dict[str, Any]:
 
 def known_schemes() -> list[str]:
     """Every scheme `from_url` accepts: the built-in ones and those of installed plugins."""
-    return sorted(set(_SCHEMES) | set(_plugins()))
+    return sorted(set(_SCHEMES) | _SQL_DIALECTS | set(_plugins()))
 
 
 def _resolve(scheme: str) -> Any:
     target = _SCHEMES.get(scheme)
+    if target is None and scheme.partition("+")[0] in _SQL_DIALECTS:
+        target = _SQL
     if target is not None:
         module, _, name = target.partition(":")
         return getattr(importlib.import_module(module), name)
     plugin = _plugins().get(scheme)
     if plugin is not None:
         return plugin.load()
+    if _is_sqlalchemy_dialect(scheme):
+        return _resolve("sqlite")  # any other SQLAlchemy URL: the SQL backend
     raise ValueError(
         f"unknown kvstores URL scheme {scheme!r}; known schemes: {', '.join(known_schemes())}"
     )
+
+
+def _is_sqlalchemy_dialect(scheme: str) -> bool:
+    """Whether an installed SQLAlchemy knows the dialect (third-party dialects included)."""
+    try:
+        from sqlalchemy.dialects import registry
+    except ImportError:
+        return False
+    try:
+        registry.load(scheme.replace("+", "."))
+    except Exception:  # noqa: BLE001 - any failure means "not a dialect"
+        return False
+    return True
 
 
 def from_url(url: str, **kwargs: Any) -> ByteStore:
