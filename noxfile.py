@@ -14,7 +14,7 @@ nox.options.default_venv_backend = "venv"
 ROOT = Path(__file__).parent
 SERVICES = ROOT / "scripts" / "services.sh"
 PYTHON = "3.11"
-DEV = ["ruff>=0.6", "mypy>=1.11", "pytest-asyncio>=0.24", "nox"]
+DEV = ["ruff==0.17.5", "mypy==2.4.1", "pytest-asyncio>=0.24", "nox"]
 
 
 def _install(session: nox.Session) -> None:
@@ -52,7 +52,7 @@ def _integration(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    session.install("ruff==0.17.5")
     _lint(session)
 
 

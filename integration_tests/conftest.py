@@ -18,7 +18,7 @@ def server_url(variable: str) -> str:
     url = os.environ.get(variable)
     if url:
         return url
-    reason = f"{variable} is not set: run `eval \"$(scripts/services.sh start)\"` first"
+    reason = f'{variable} is not set: run `eval "$(scripts/services.sh start)"` first'
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
