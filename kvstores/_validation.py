@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from kvstores.errors import InvalidKeyError, InvalidValueError
 
@@ -29,8 +29,8 @@ V = TypeVar("V")
 
 MAX_KEY_LENGTH = 1024
 MAX_NAMESPACE_LENGTH = 256
-_STR = {str}
 _BYTES = {bytes}
+_PAIR_TYPES = {tuple, list}
 
 
 def _short(key: str) -> str:
@@ -55,37 +55,42 @@ def _key_problem(key: object) -> Exception | None:
     return None
 
 
-def _raise_first_problem(keys: Iterable[object]) -> None:
+def _raise_first_problem(keys: Iterable[object]) -> NoReturn:
     for key in keys:
         problem = _key_problem(key)
         if problem is not None:
             raise problem
+    raise InvalidKeyError("invalid key in batch")  # unreachable: the fast checks agree
 
 
 def check_keys(keys: Sequence[str]) -> list[str]:
-    """Check a batch of keys and return it as a list of plain `str`.
+    """Check a batch of keys and return it as a list (the same list when given one).
 
     Raises:
         TypeError: `keys` is a single string, or a key is not a `str`.
         InvalidKeyError: a key is empty, over 1024 characters, contains NUL or a lone surrogate.
     """
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("keys must be a sequence of str, not a single str or bytes")
-    batch = list(keys)
-    if not batch:
-        return batch
-    if set(map(type, batch)) != _STR:
-        _raise_first_problem(batch)
-        batch = [str.__str__(k) for k in batch]  # str subclasses (enums, …) become plain str
-    joined = "".join(batch)
-    if (
-        min(map(len, batch)) == 0
-        or max(map(len, batch)) > MAX_KEY_LENGTH
-        or "\x00" in joined
-        or (not joined.isascii() and not _encodable(joined))
-    ):
-        _raise_first_problem(batch)
-    return batch
+    if type(keys) is not list:
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be a sequence of str, not a single str or bytes")
+        keys = list(keys)
+    if keys and not _valid_keys(keys):
+        _raise_first_problem(keys)
+    return keys
+
+
+def _valid_keys(keys: Iterable[str] | dict[str, Any]) -> bool:
+    """Whether every key is valid, in a few C-level passes (the common case)."""
+    try:
+        joined = "".join(keys)  # raises TypeError on a non-str key
+    except TypeError:
+        return False
+    return (
+        all(keys)
+        and (len(joined) <= MAX_KEY_LENGTH or max(map(len, keys)) <= MAX_KEY_LENGTH)
+        and "\x00" not in joined
+        and (joined.isascii() or _encodable(joined))
+    )
 
 
 def _encodable(text: str) -> bool:
@@ -148,7 +153,7 @@ def check_pairs(
 
     Nothing is returned, so nothing can be written, unless every key and value is valid.
     """
-    if isinstance(pairs, (str, bytes)) or not set(map(type, pairs)) <= {tuple, list}:
+    if isinstance(pairs, (str, bytes)) or not set(map(type, pairs)) <= _PAIR_TYPES:
         bad = next((p for p in pairs if not isinstance(p, (tuple, list))), pairs)
         raise TypeError(f"mset takes a sequence of (key, value) pairs, got {type(bad).__name__}")
     try:
@@ -158,9 +163,13 @@ def check_pairs(
         raise
     except ValueError:
         raise TypeError("mset takes a sequence of (key, value) pairs") from None
-    keys = check_keys(list(batch))
-    values = coerce_values(list(batch.values()))
-    return dict(zip(keys, values, strict=True))
+    if not _valid_keys(batch):
+        _raise_first_problem(batch)
+    values = list(batch.values())
+    coerced = coerce_values(values)
+    if coerced is not values:  # some values were converted (bytearray → bytes, …)
+        batch = dict(zip(batch, coerced, strict=True))
+    return batch
 
 
 def check_namespace(namespace: str | None) -> str | None:

@@ -62,9 +62,13 @@ class InMemoryStore(BackendStore[V]):
                 self._expires.update(dict.fromkeys(items, time.monotonic() + self.ttl))
 
     def _mdelete(self, keys: list[str]) -> None:
+        pop, pop_expiry = self._data.pop, self._expires.pop
         with self._lock:
             for key in keys:
-                self._drop(key)
+                pop(key, None)
+            if self._expires:
+                for key in keys:
+                    pop_expiry(key, None)
 
     def _drop(self, key: str) -> None:
         self._data.pop(key, None)
