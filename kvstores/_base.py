@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -118,7 +118,11 @@ class BackendStore(BaseStore[str, V]):
         self.namespace = check_namespace(namespace)
         self.ttl = check_ttl(ttl)
 
-    def _coerce_values(self, values: list[Any]) -> list[V]:
+    #: Whether `mset` checks that each pair is a tuple or list. A byte store need not: its value
+    #: check rejects whatever else ``dict()`` takes as a pair. Stores of any value must.
+    _check_pair_types: ClassVar[bool] = False
+
+    def _coerce_values(self, values: Collection[Any]) -> Collection[V]:
         """Check and normalise a batch of values; byte stores take bytes-like values."""
         return coerce_byte_values(values, self.max_value_size)  # type: ignore[return-value]
 
@@ -129,7 +133,9 @@ class BackendStore(BaseStore[str, V]):
         return self._mget(batch) if batch else []
 
     def mset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
-        items = check_pairs(key_value_pairs, self._coerce_values)
+        items = check_pairs(
+            key_value_pairs, self._coerce_values, check_pair_types=self._check_pair_types
+        )
         if items:
             self._mset(items)
 
@@ -146,7 +152,9 @@ class BackendStore(BaseStore[str, V]):
         return await self._amget(batch) if batch else []
 
     async def amset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
-        items = check_pairs(key_value_pairs, self._coerce_values)
+        items = check_pairs(
+            key_value_pairs, self._coerce_values, check_pair_types=self._check_pair_types
+        )
         if items:
             await self._amset(items)
 

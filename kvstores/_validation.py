@@ -8,7 +8,7 @@ offending item once a batch is known to be bad.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from kvstores.errors import InvalidKeyError, InvalidValueError
@@ -112,7 +112,7 @@ def check_prefix(prefix: str | None) -> str:
     return str.__str__(prefix)
 
 
-def coerce_byte_values(values: list[Any], max_size: int | None = None) -> list[bytes]:
+def coerce_byte_values(values: Collection[Any], max_size: int | None = None) -> Collection[bytes]:
     """Check byte-store values: `bytes` as is, `bytearray`/`memoryview` copied to `bytes`.
 
     Raises:
@@ -139,7 +139,7 @@ def coerce_byte_values(values: list[Any], max_size: int | None = None) -> list[b
     return values
 
 
-def coerce_object_values(values: list[V | None]) -> list[V]:
+def coerce_object_values(values: Collection[V | None]) -> Collection[V]:
     """Check values of a store that holds any object: anything but `None`."""
     if type(None) in set(map(type, values)):
         raise TypeError("None is not a storable value (it means absent); use mdelete")
@@ -147,13 +147,21 @@ def coerce_object_values(values: list[V | None]) -> list[V]:
 
 
 def check_pairs(
-    pairs: Sequence[Any], coerce_values: Callable[[list[Any]], list[V]]
+    pairs: Sequence[Any],
+    coerce_values: Callable[[Collection[Any]], Collection[V]],
+    *,
+    check_pair_types: bool = True,
 ) -> dict[str, V]:
     """Check a whole `mset` batch and return it as an ordered dict, the last value of a key winning.
 
     Nothing is returned, so nothing can be written, unless every key and value is valid.
+    `check_pair_types=False` skips the check that each pair is a tuple or list: a byte
+    store may skip it, as its key and value checks already reject whatever else ``dict()``
+    accepts as a pair (a 2-character string gives a `str` value, 2 bytes give an `int` key).
     """
-    if isinstance(pairs, (str, bytes)) or not set(map(type, pairs)) <= _PAIR_TYPES:
+    if isinstance(pairs, (str, bytes)) or (
+        check_pair_types and not set(map(type, pairs)) <= _PAIR_TYPES
+    ):
         bad = next((p for p in pairs if not isinstance(p, (tuple, list))), pairs)
         raise TypeError(f"mset takes a sequence of (key, value) pairs, got {type(bad).__name__}")
     try:
@@ -165,7 +173,7 @@ def check_pairs(
         raise TypeError("mset takes a sequence of (key, value) pairs") from None
     if not _valid_keys(batch):
         _raise_first_problem(batch)
-    values = list(batch.values())
+    values = batch.values()
     coerced = coerce_values(values)
     if coerced is not values:  # some values were converted (bytearray → bytes, …)
         batch = dict(zip(batch, coerced, strict=True))

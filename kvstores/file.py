@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import itertools
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from kvstores._base import BackendStore
 from kvstores._urls import path_from_url
@@ -67,7 +68,11 @@ def _file_name(key: str) -> str:
 
 
 def _unescape(name: str) -> str:
-    return unquote(name) if "%" in name else name
+    if "%" not in name:
+        return name
+    # Names hold no backslash (it is escaped), so turning each "%" into a backslash-x escape and
+    # decoding those bytes at C speed is exact, and several times faster than urllib's unquote.
+    return codecs.escape_decode(name.replace("%", "\\x"))[0].decode()
 
 
 class LocalFileStore(BackendStore[bytes]):
@@ -95,6 +100,7 @@ class LocalFileStore(BackendStore[bytes]):
         if self.namespace is not None:
             directory = directory / _NAMESPACES / _file_name(self.namespace)
         self._dir = str(directory)
+        self._dir_prefix = os.path.join(self._dir, "")
         self._marker = os.path.join(self._dir, _TTL_MARKER)
         self._marked = False
         self._temp_ids = itertools.count()
@@ -117,7 +123,7 @@ class LocalFileStore(BackendStore[bytes]):
     # Reading
 
     def _path(self, key: str) -> str:
-        return os.path.join(self._dir, _file_name(key))
+        return self._dir_prefix + _file_name(key)
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -241,7 +247,10 @@ class LocalFileStore(BackendStore[bytes]):
                 elif name.startswith(name_prefix):
                     if expiring and self._expired(entry.path):
                         continue
-                    yield _unescape(name)
+                    try:
+                        yield _unescape(name)
+                    except (ValueError, UnicodeDecodeError):
+                        continue  # a file that is not ours: not a key
 
     def _read_header(self, path: str) -> bytes | None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,7 +41,9 @@ class InMemoryStore(BackendStore[V]):
         options.pop("timeout", None)
         return cls(**options)
 
-    def _coerce_values(self, values: list[Any]) -> list[V]:
+    _check_pair_types = True
+
+    def _coerce_values(self, values: Collection[Any]) -> Collection[V]:
         return coerce_object_values(values)
 
     def _mget(self, keys: list[str]) -> list[V | None]:
@@ -99,5 +101,7 @@ class InMemoryStore(BackendStore[V]):
 class InMemoryByteStore(InMemoryStore[bytes]):
     """An `InMemoryStore` of `bytes` (`bytearray` and `memoryview` are stored as `bytes`)."""
 
-    def _coerce_values(self, values: list[Any]) -> list[bytes]:
+    _check_pair_types = False
+
+    def _coerce_values(self, values: Collection[Any]) -> Collection[bytes]:
         return coerce_byte_values(values)
