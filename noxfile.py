@@ -14,7 +14,16 @@ nox.options.default_venv_backend = "venv"
 ROOT = Path(__file__).parent
 SERVICES = ROOT / "scripts" / "services.sh"
 PYTHON = "3.11"
-DEV = ["ruff==0.17.5", "mypy==2.4.1", "pytest-asyncio>=0.24", "nox"]
+DEV = [
+    "ruff==0.17.5",
+    "mypy==2.4.1",
+    "pytest-asyncio>=0.24",
+    "nox",
+    # LangChain's standard store suites and the real classes the drop-in tests use.
+    "langchain-tests>=0.3",
+    "langchain-classic>=1.0",
+    "langchain-text-splitters>=0.3",
+]
 
 
 def _install(session: nox.Session) -> None:

@@ -7,6 +7,7 @@ backend lives in its own module behind its own pip extra (`kvstores.redis`, `kvs
 
 from __future__ import annotations
 
+from kvstores import _langchain_hook
 from kvstores._base import BackendStore, BaseStore, ByteStore
 from kvstores._registry import from_url, known_schemes
 from kvstores.encoding import EncoderBackedStore
@@ -36,3 +37,5 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_langchain_hook.install()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from kvstores._paging import DEFAULT_PAGE_SIZE, aiter_in_thread
+from kvstores._paging import DEFAULT_PAGE_SIZE, aiter_in_thread, to_thread
 from kvstores._validation import (
     check_keys,
     check_namespace,
@@ -51,15 +50,15 @@ class BaseStore(ABC, Generic[K, V]):
 
     async def amget(self, keys: Sequence[K]) -> list[V | None]:
         """Async `mget`."""
-        return await asyncio.to_thread(self.mget, keys)
+        return await to_thread(self.mget, keys)
 
     async def amset(self, key_value_pairs: Sequence[tuple[K, V]]) -> None:
         """Async `mset`."""
-        await asyncio.to_thread(self.mset, key_value_pairs)
+        await to_thread(self.mset, key_value_pairs)
 
     async def amdelete(self, keys: Sequence[K]) -> None:
         """Async `mdelete`."""
-        await asyncio.to_thread(self.mdelete, keys)
+        await to_thread(self.mdelete, keys)
 
     def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[K]:
         """Async `yield_keys`: an async generator."""
@@ -70,7 +69,7 @@ class BaseStore(ABC, Generic[K, V]):
 
     async def aclose(self) -> None:
         """Async `close`."""
-        await asyncio.to_thread(self.close)
+        await to_thread(self.close)
 
     def __enter__(self: S) -> S:
         return self
@@ -182,13 +181,13 @@ class BackendStore(BaseStore[str, V]):
         """Keys starting with `prefix` (``""``: all), as a generator."""
 
     async def _amget(self, keys: list[str]) -> list[V | None]:
-        return await asyncio.to_thread(self._mget, keys)
+        return await to_thread(self._mget, keys)
 
     async def _amset(self, items: dict[str, V]) -> None:
-        await asyncio.to_thread(self._mset, items)
+        await to_thread(self._mset, items)
 
     async def _amdelete(self, keys: list[str]) -> None:
-        await asyncio.to_thread(self._mdelete, keys)
+        await to_thread(self._mdelete, keys)
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         return aiter_in_thread(lambda: self._yield_keys(prefix), self.page_size)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["aiter_in_thread", "akeyset_pages", "chunked", "keyset_pages", "prefix_upper_bound"]
+__all__ = [
+    "aiter_in_thread",
+    "akeyset_pages",
+    "chunked",
+    "keyset_pages",
+    "prefix_upper_bound",
+    "to_thread",
+]
 
 T = TypeVar("T")
 
@@ -55,14 +61,21 @@ async def akeyset_pages(
         after = page[-1]
 
 
+async def to_thread(func: Callable[..., T], /, *args: Any) -> T:
+    """`asyncio.to_thread`, with asyncio imported on first use: `import kvstores` stays light."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args)
+
+
 async def aiter_in_thread(
     make_iterator: Callable[[], Iterator[T]], page_size: int = DEFAULT_PAGE_SIZE
 ) -> AsyncIterator[T]:
     """Drive a blocking iterator from a worker thread a page at a time, not one hop per item."""
-    iterator = await asyncio.to_thread(make_iterator)
+    iterator = await to_thread(make_iterator)
     try:
         while True:
-            page = await asyncio.to_thread(lambda: list(islice(iterator, page_size)))
+            page = await to_thread(lambda: list(islice(iterator, page_size)))
             for item in page:
                 yield item
             if len(page) < page_size:

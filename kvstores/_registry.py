@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +41,8 @@ def require(module: str, extra: str) -> ModuleType:
 
 
 def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points  # 15-20 ms: only when a plugin may be needed
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -6,14 +6,20 @@ import json
 import sys
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvstores._base import BaseStore
 
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+
 __all__ = [
     "EncoderBackedStore",
+    "decode_document",
     "decode_float32",
     "decode_json",
+    "document_store",
+    "encode_document",
     "encode_float32",
     "encode_json",
     "float32_vector_store",
@@ -126,6 +132,42 @@ def decode_float32(data: bytes) -> list[float]:
     return unpacked.tolist()
 
 
+def encode_document(document: Document) -> bytes:
+    """A LangChain `Document` as compact JSON: page content, metadata and id.
+
+    Raises:
+        TypeError: `document` is not a Document, or its metadata would not come back as it is
+            (a value JSON cannot hold, or one it would change: a tuple, a non-str dict key…).
+    """
+    try:
+        payload: dict[str, Any] = {"id": document.id, "page_content": document.page_content}
+        metadata = document.metadata
+    except AttributeError:
+        raise TypeError(f"expected a LangChain Document, got {type(document).__name__}") from None
+    payload["metadata"] = metadata
+    try:
+        encoded = encode_json(payload)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"document {document.id!r}: metadata is not JSON: {exc}") from None
+    # Refuse now what would come back different (tuples, int keys…), not at read time.
+    if json.loads(encoded)["metadata"] != metadata:
+        raise TypeError(
+            f"document {document.id!r}: metadata would not round-trip through JSON "
+            "(tuples, sets, non-str keys or subclasses change); use lists and str keys"
+        )
+    return encoded
+
+
+def decode_document(data: bytes) -> Document:
+    """The inverse of `encode_document` (needs ``langchain-core``: extra ``langchain``)."""
+    from langchain_core.documents import Document
+
+    payload = json.loads(data)
+    return Document(
+        page_content=payload["page_content"], metadata=payload["metadata"], id=payload["id"]
+    )
+
+
 def _same(key: str) -> str:
     return key
 
@@ -138,3 +180,8 @@ def json_store(store: BaseStore[str, bytes]) -> EncoderBackedStore[str, Any]:
 def float32_vector_store(store: BaseStore[str, bytes]) -> EncoderBackedStore[str, list[float]]:
     """A store of float vectors (embeddings) as float32 bytes over a byte store."""
     return EncoderBackedStore(store, _same, encode_float32, decode_float32, _same)
+
+
+def document_store(store: BaseStore[str, bytes]) -> EncoderBackedStore[str, Document]:
+    """A store of LangChain Documents over a byte store (a `docstore` for retrievers)."""
+    return EncoderBackedStore(store, _same, encode_document, decode_document, _same)
