@@ -22,6 +22,7 @@ _SCHEMES: dict[str, str] = {
     "rediss": "kvstores.redis:RedisByteStore",
     "unix": "kvstores.redis:RedisByteStore",
     "redis+cluster": "kvstores.redis:RedisByteStore",
+    "rediss+cluster": "kvstores.redis:RedisByteStore",
 }
 _SQL = "kvstores.sql:SQLByteStore"
 # SQLAlchemy dialects: "dialect" or "dialect+driver" goes to the SQL backend.
