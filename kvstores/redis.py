@@ -104,7 +104,7 @@ from kvstores._base import BackendStore
 from kvstores._paging import chunked
 from kvstores._registry import require
 from kvstores._urls import mask_secrets, mask_url
-from kvstores._validation import check_timeout
+from kvstores._validation import DEFAULT_TIMEOUT, check_timeout
 from kvstores.errors import BackendUnavailableError, KVStoreError
 
 try:
@@ -376,16 +376,25 @@ def _async_twin_factory(client: redis.Redis | RedisCluster) -> Callable[[], Asyn
     params = None if target is None else _copy_params(pool.connection_kwargs, target)
     if params is None:
         return None
-    pool_params = {"max_connections": getattr(pool, "max_connections", None), **params}
+    pool_params = _blocking_pool_params(pool, params)
     connection_class: Any = target
 
     def make() -> AsyncClient:
-        async_pool = redis.asyncio.ConnectionPool(
+        async_pool = redis.asyncio.BlockingConnectionPool(
             connection_class=connection_class, retry=_fail_fast_async_retry(), **pool_params
         )
-        return redis.asyncio.Redis(connection_pool=async_pool)
+        return redis.asyncio.Redis.from_pool(async_pool)
 
     return make
+
+
+def _blocking_pool_params(pool: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A twin's pool settings: the original's size, waiting up to the timeout for a connection."""
+    return {
+        "max_connections": getattr(pool, "max_connections", None) or 50,
+        "timeout": params.get("socket_connect_timeout") or DEFAULT_TIMEOUT,
+        **params,
+    }
 
 
 def _startup_addresses(client: RedisCluster | AsyncRedisCluster) -> list[tuple[str, int]]:
@@ -431,13 +440,13 @@ def _sync_twin_factory(
     params = None if target is None else _copy_params(pool.connection_kwargs, target)
     if params is None:
         return None
-    pool_params = {"max_connections": getattr(pool, "max_connections", None), **params}
+    pool_params = _blocking_pool_params(pool, params)
 
     def make() -> SyncClient:
-        sync_pool = redis.ConnectionPool(
+        sync_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
             connection_class=target, retry=_fail_fast_retry(), **_sync_packer(), **pool_params
         )
-        return redis.Redis(connection_pool=sync_pool)
+        return redis.Redis.from_pool(sync_pool)
 
     return make
 
@@ -575,11 +584,18 @@ class RedisByteStore(BackendStore[bytes]):
                 "redis+cluster:// or rediss+cluster://"
             )
         self._cluster = False
-        self._make_sync = lambda: redis.Redis.from_url(
-            url, **{"retry": _fail_fast_retry(), **_sync_packer(), **options}
+        # Blocking pools: past max_connections, concurrent callers wait (up to the timeout)
+        # for a free connection instead of failing with "Too many connections".
+        pooled = {"timeout": timeout, **options}
+        self._make_sync = lambda: redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(
+                url, **{"retry": _fail_fast_retry(), **_sync_packer(), **pooled}
+            )
         )
-        self._make_async = lambda: redis.asyncio.Redis.from_url(
-            url, **{"retry": _fail_fast_async_retry(), **options}
+        self._make_async = lambda: redis.asyncio.Redis.from_pool(
+            redis.asyncio.BlockingConnectionPool.from_url(
+                url, **{"retry": _fail_fast_async_retry(), **pooled}
+            )
         )
         client = self._make_sync()  # parses the URL (no connection yet) so errors show now
         if _decodes_responses(client):

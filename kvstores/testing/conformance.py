@@ -172,6 +172,8 @@ class ByteStoreTests:
     short_ttl: float = 1.0
     #: Keys written by the concurrency and paging tests.
     many_keys: int = 2500
+    #: Concurrent single-key coroutines in the async burst test.
+    burst: int = 500
 
     # Fixtures
 
@@ -551,6 +553,18 @@ class AsyncByteStoreTests(ByteStoreTests):
         results = kv.run(run())
         assert results == [[f"{n}:{i}".encode() for i in range(20)] for n in range(20)]
         assert len(kv.keys()) == 400
+
+    def test_a_burst_of_single_key_calls(self, kv: Ops) -> None:
+        # Many more concurrent callers than any connection pool holds: they must wait their
+        # turn, never fail (a pool that raises "too many connections" breaks this).
+        store = kv.store
+
+        async def run() -> list[list[bytes | None]]:
+            await store.amset([(f"b{i}", str(i).encode()) for i in range(self.burst)])
+            return await asyncio.gather(*(store.amget([f"b{i}"]) for i in range(self.burst)))
+
+        assert isinstance(kv, AsyncOps)
+        assert kv.run(run()) == [[str(i).encode()] for i in range(self.burst)]
 
     def test_sync_and_async_see_the_same_data(self, kv: Ops) -> None:
         assert isinstance(kv, AsyncOps)
