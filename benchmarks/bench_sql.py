@@ -1,0 +1,401 @@
+"""`SQLByteStore` against the raw drivers: sqlite3, psycopg 3 and PyMySQL.
+
+python benchmarks/bench_sql.py [--backends sqlite,postgres,mysql] [--batches 1,100,1000] ...
+python benchmarks/bench_sql.py --prefix-scaling [--backends ...]
+
+Each raw baseline has its own table with the natural schema (``key`` primary key compared
+by code point, ``value`` blob) and does what a user of the driver writes:
+
+- sqlite3 (WAL, ``synchronous=NORMAL``): ``executemany`` of ``INSERT … ON CONFLICT DO
+  UPDATE`` and a commit; ``SELECT … WHERE key IN (…)``; ``DELETE … WHERE key IN (…)``;
+  listing by pages of ``key >= ? AND key < ? AND key > last ORDER BY key LIMIT 1000``.
+  Async: the sync calls in a worker thread.
+- psycopg 3 (autocommit): ``INSERT … SELECT * FROM unnest(%s::text[], %s::bytea[]) ON
+  CONFLICT DO UPDATE``, ``= ANY(%s)``, the same paged range on a ``COLLATE "C"`` key.
+  Async: ``psycopg.AsyncConnection``.
+- PyMySQL (autocommit): ``executemany`` of ``INSERT … ON DUPLICATE KEY UPDATE`` (which
+  PyMySQL sends as one multi-row statement), ``IN (…)``, the paged range on a
+  ``utf8mb4_bin`` key. Async: the sync calls in a worker thread.
+
+``--prefix-scaling`` instead times listing the 10 keys under a prefix in a namespace of
+2,000 keys and in one of 200,000, and prints the plan of the page query: with an index
+range scan the two take about the same time.
+
+The PostgreSQL and MySQL URLs default to $KVSTORES_TEST_POSTGRES_URL and
+$KVSTORES_TEST_MYSQL_URL (``eval "$(scripts/services.sh env)"``); a backend without a URL is
+skipped. Every table the script makes is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
+
+from benchmarks import harness
+from benchmarks.harness import Case, Pair, ThreadedBaseline, build_parser, main
+from kvstores._paging import prefix_upper_bound
+from kvstores.sql import SQLByteStore
+
+PAGE = 1000  # keys per listing page, on both sides
+
+
+def _finalise_async_generators_when_the_loop_closes() -> None:
+    """Make the harness's event loop run ``shutdown_asyncgens()`` before it closes, as
+    ``asyncio.run`` does: a store disposes its async engine there, so aiomysql's connections
+    close in their own loop instead of complaining from ``__del__`` after it is gone."""
+    close = harness._Loop.close
+
+    def close_after_shutdown(self: Any) -> None:
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        close(self)
+
+    harness._Loop.close = close_after_shutdown  # type: ignore[method-assign]
+
+
+def _in(n: int, mark: str) -> str:
+    return ",".join([mark] * n)
+
+
+class RawSQLite(ThreadedBaseline):
+    """sqlite3 on its own database file; a lock, as one connection serves the worker threads."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE raw (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self.lock = threading.Lock()
+
+    def mset(self, pairs: Sequence[Pair], /) -> None:
+        with self.lock:
+            self.db.executemany(
+                "INSERT INTO raw (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                pairs,
+            )
+            self.db.commit()
+
+    def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        with self.lock:
+            rows = self.db.execute(
+                f"SELECT key, value FROM raw WHERE key IN ({_in(len(keys), '?')})", keys
+            ).fetchall()
+        found = dict(rows)
+        return [found.get(k) for k in keys]
+
+    def mdelete(self, keys: Sequence[str], /) -> None:
+        with self.lock:
+            self.db.execute(f"DELETE FROM raw WHERE key IN ({_in(len(keys), '?')})", keys)
+            self.db.commit()
+
+    def yield_keys(self, *, prefix: str) -> Iterator[str]:
+        upper = prefix_upper_bound(prefix)
+        after = ""
+        while True:
+            with self.lock:
+                rows = self.db.execute(
+                    "SELECT key FROM raw WHERE key >= ? AND key < ? AND key > ? "
+                    "ORDER BY key LIMIT ?",
+                    (prefix, upper, after, PAGE),
+                ).fetchall()
+            for (key,) in rows:
+                yield key
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RawPsycopg:
+    """psycopg 3 in autocommit mode on its own table; an `AsyncConnection` for the async ops."""
+
+    def __init__(self, url: str, table: str) -> None:
+        import psycopg
+
+        self.url, self.table = url, table
+        self.db = psycopg.connect(url, autocommit=True)
+        self.db.execute(
+            f'CREATE TABLE {table} (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL)'
+        )
+        self._adb: Any = None
+        t = table
+        self.upsert = (
+            f"INSERT INTO {t} (key, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        self.select = f"SELECT key, value FROM {t} WHERE key = ANY(%s)"
+        self.delete = f"DELETE FROM {t} WHERE key = ANY(%s)"
+        self.page = (
+            f"SELECT key FROM {t} WHERE key >= %s AND key < %s AND key > %s ORDER BY key LIMIT %s"
+        )
+
+    async def _adb_(self) -> Any:
+        if self._adb is None:  # on the harness's (single) event loop
+            import psycopg
+
+            self._adb = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        return self._adb
+
+    def mset(self, pairs: Sequence[Pair], /) -> None:
+        self.db.execute(self.upsert, ([k for k, _ in pairs], [v for _, v in pairs]))
+
+    def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        found = dict(self.db.execute(self.select, (list(keys),)).fetchall())
+        return [found.get(k) for k in keys]
+
+    def mdelete(self, keys: Sequence[str], /) -> None:
+        self.db.execute(self.delete, (list(keys),))
+
+    def yield_keys(self, *, prefix: str) -> Iterator[str]:
+        upper, after = prefix_upper_bound(prefix), ""
+        while True:
+            rows = self.db.execute(self.page, (prefix, upper, after, PAGE)).fetchall()
+            for (key,) in rows:
+                yield key
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    async def amset(self, pairs: Sequence[Pair], /) -> None:
+        db = await self._adb_()
+        await db.execute(self.upsert, ([k for k, _ in pairs], [v for _, v in pairs]))
+
+    async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        db = await self._adb_()
+        found = dict(await (await db.execute(self.select, (list(keys),))).fetchall())
+        return [found.get(k) for k in keys]
+
+    async def amdelete(self, keys: Sequence[str], /) -> None:
+        db = await self._adb_()
+        await db.execute(self.delete, (list(keys),))
+
+    async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
+        db = await self._adb_()
+        upper, after = prefix_upper_bound(prefix), ""
+        while True:
+            rows = await (await db.execute(self.page, (prefix, upper, after, PAGE))).fetchall()
+            for (key,) in rows:
+                yield key
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.db.close()
+        if self._adb is not None:
+            asyncio.run(self._adb.close())  # its socket is closed outside the old loop too
+
+
+class RawPyMySQL(ThreadedBaseline):
+    """PyMySQL in autocommit mode on its own table; a lock, as one connection serves threads."""
+
+    def __init__(self, url: str, table: str) -> None:
+        import pymysql
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        self.table = table
+        self.db = pymysql.connect(
+            host=u.host,
+            port=u.port or 3306,
+            user=u.username,
+            password=u.password or "",
+            database=u.database,
+            autocommit=True,
+            max_allowed_packet=1 << 30,
+        )
+        self.lock = threading.Lock()
+        with self.db.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE {table} (`key` VARCHAR(767) CHARACTER SET utf8mb4 "
+                "COLLATE utf8mb4_bin PRIMARY KEY, value LONGBLOB NOT NULL) ENGINE=InnoDB"
+            )
+
+    def mset(self, pairs: Sequence[Pair], /) -> None:
+        with self.lock, self.db.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {self.table} (`key`, value) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE value = VALUES(value)",
+                pairs,
+            )
+
+    def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        with self.lock, self.db.cursor() as cursor:
+            cursor.execute(
+                f"SELECT `key`, value FROM {self.table} WHERE `key` IN ({_in(len(keys), '%s')})",
+                keys,
+            )
+            found = dict(cursor.fetchall())
+        return [found.get(k) for k in keys]
+
+    def mdelete(self, keys: Sequence[str], /) -> None:
+        with self.lock, self.db.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {self.table} WHERE `key` IN ({_in(len(keys), '%s')})", keys
+            )
+
+    def yield_keys(self, *, prefix: str) -> Iterator[str]:
+        upper, after = prefix_upper_bound(prefix), ""
+        while True:
+            with self.lock, self.db.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT `key` FROM {self.table} WHERE `key` >= %s AND `key` < %s "
+                    "AND `key` > %s ORDER BY `key` LIMIT %s",
+                    (prefix, upper, after, PAGE),
+                )
+                rows = cursor.fetchall()
+            for (key,) in rows:
+                yield key
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def close(self) -> None:
+        with self.db.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.db.close()
+
+
+def _drop(store: SQLByteStore) -> None:
+    with store.engine.connect() as connection:
+        for name in (store.table_name, f"{store.table_name}_meta"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        connection.commit()
+
+
+def _urls(args: argparse.Namespace) -> dict[str, str]:
+    urls = {"sqlite": ""}
+    for name, url in (("postgres", args.postgres_url), ("mysql", args.mysql_url)):
+        if url:
+            urls[name] = url
+        elif name in args.backends:
+            print(f"{name}: no URL (--{name}-url or $KVSTORES_TEST_…), skipped", file=sys.stderr)
+    return {name: url for name, url in urls.items() if name in args.backends}
+
+
+@contextmanager
+def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
+    tag = uuid.uuid4().hex[:8]
+    with ExitStack() as stack:
+        built: list[Case] = []
+        for name, url in _urls(args).items():
+            if name == "sqlite":
+                directory = stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="bench-sql-", dir=args.dir)
+                )
+                store = SQLByteStore(f"sqlite:///{directory}/kvstores.db")
+                raw: Any = RawSQLite(f"{directory}/raw.db")
+            elif name == "postgres":
+                store = SQLByteStore(url, table=f"bench_kv_{tag}")
+                libpq_url = store.url.set(drivername="postgresql")
+                raw = RawPsycopg(
+                    libpq_url.render_as_string(hide_password=False), f"bench_raw_{tag}"
+                )
+            else:
+                store = SQLByteStore(url, table=f"bench_kv_{tag}")
+                raw = RawPyMySQL(url, f"bench_raw_{tag}")
+            stack.callback(store.close)
+            if name != "sqlite":
+                stack.callback(_drop, store)
+            stack.callback(raw.close)
+            built.append(Case(name, store, raw))
+        yield built
+
+
+# Prefix scaling
+
+
+def _time_listing(store: SQLByteStore, prefix: str, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        found = list(store.yield_keys(prefix=prefix))
+        times.append(time.perf_counter() - start)
+        assert len(found) == 10, len(found)
+    return statistics.median(times)
+
+
+def _plan(store: SQLByteStore, prefix: str) -> str:
+    """The database's plan for the store's page query with this prefix."""
+    statements = store._statements
+    assert statements is not None
+    sql, params = statements.page(store.namespace or "", prefix, None, PAGE, time.time())
+    dialect = store.engine.dialect.name
+    explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}
+    with store.engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(explain.get(dialect, "EXPLAIN ") + sql, params)
+        rows = cursor.fetchall()
+        names = [d[0] for d in cursor.description]
+    if dialect == "sqlite":
+        return "\n".join(str(row[-1]) for row in rows)
+    if dialect == "postgresql":
+        return "\n".join(row[0] for row in rows)
+    return "\n".join(", ".join(f"{n}={v}" for n, v in zip(names, row, strict=True)) for row in rows)
+
+
+def prefix_scaling(args: argparse.Namespace) -> None:
+    """Listing 10 matches among 2,000 keys and among 200,000: the same cost on an index range."""
+    tag = uuid.uuid4().hex[:8]
+    value = b"v" * 16
+    with ExitStack() as stack:
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sql-"))
+        print("backend   keys     10 matches listed in   plan of the page query")
+        for name, url in _urls(args).items():
+            if name == "sqlite":
+                url = f"sqlite:///{directory}/scaling.db"
+            for total in (2_000, 200_000):
+                store = SQLByteStore(url, table=f"bench_scale_{tag}", namespace=f"n{total}")
+                stack.callback(store.close)
+                if name != "sqlite" and total == 2_000:
+                    stack.callback(_drop, store)
+                keys = [f"other/{i:07d}" for i in range(total - 10)]
+                keys += [f"match/{i:02d}" for i in range(10)]
+                for start in range(0, total, 10_000):
+                    store.mset([(k, value) for k in keys[start : start + 10_000]])
+                if name == "postgres":
+                    with store.engine.connect() as connection:
+                        connection.exec_driver_sql(f"VACUUM ANALYZE bench_scale_{tag}")
+                seconds = _time_listing(store, "match/", args.runs)
+                plan = _plan(store, "match/").replace("\n", "\n" + " " * 42)
+                print(f"{name:<9} {total:>7,}  {seconds * 1e6:>10,.0f} µs            {plan}")
+
+
+if __name__ == "__main__":
+    parser = build_parser(__doc__)
+    parser.add_argument(
+        "--backends",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        default=("sqlite", "postgres", "mysql"),
+        help="a subset of sqlite,postgres,mysql",
+    )
+    parser.add_argument("--postgres-url", default=os.environ.get("KVSTORES_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql-url", default=os.environ.get("KVSTORES_TEST_MYSQL_URL"))
+    parser.add_argument("--dir", help="where SQLite's temporary files go (default: $TMPDIR)")
+    parser.add_argument(
+        "--prefix-scaling", action="store_true", help="time listing a prefix as the table grows"
+    )
+    parser.add_argument("--runs", type=int, default=50, help="listings timed per size (scaling)")
+    options, _ = parser.parse_known_args()
+    if options.prefix_scaling:
+        prefix_scaling(options)
+    else:
+        _finalise_async_generators_when_the_loop_closes()
+        main(cases, parser=parser)

@@ -1,0 +1,311 @@
+"""`SQLByteStore` against real PostgreSQL and MySQL/MariaDB servers: the conformance kit sync
+and async on each (a fresh table per test, dropped afterwards), plus the schema, the index
+plans, keys past the index limits, 16 MiB values and user-given engines."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sqlalchemy")
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from integration_tests.conftest import server_url
+from kvstores.sql import SQLByteStore
+from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory
+
+MIB = 1024 * 1024
+SERVERS = {"postgres": "KVSTORES_TEST_POSTGRES_URL", "mysql": "KVSTORES_TEST_MYSQL_URL"}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _url(server: str) -> str:
+    if server == "postgres":
+        pytest.importorskip("psycopg")
+    else:
+        pytest.importorskip("pymysql")
+    return server_url(SERVERS[server])
+
+
+@pytest.fixture(scope="module")
+def admin(server: str) -> Iterator[Engine]:
+    engine = SQLByteStore(_url(server)).engine  # the URL as the store maps it to a driver
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def table(admin: Engine) -> Iterator[str]:
+    name = f"kvt_{uuid.uuid4().hex[:16]}"
+    yield name
+    with admin.connect() as connection:
+        for suffix in ("", "_meta"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}{suffix}")
+        connection.commit()
+
+
+@pytest.fixture
+def make_store(server: str, table: str) -> StoreFactory:
+    url = _url(server)
+    return lambda namespace=None, ttl=None: SQLByteStore(
+        url, table=table, namespace=namespace, ttl=ttl
+    )
+
+
+class TestSQLServer(ByteStoreTests):
+    pass
+
+
+class TestSQLServerAsync(AsyncByteStoreTests):
+    pass
+
+
+# What only a real server shows
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> Iterator[SQLByteStore]:
+    made = make_store()
+    assert isinstance(made, SQLByteStore)
+    yield made
+    made.close()
+
+
+def test_only_the_primary_key_is_indexed(store: SQLByteStore, admin: Engine, table: str) -> None:
+    store.create_schema()
+    with admin.connect() as connection:
+        if admin.dialect.name == "postgresql":
+            rows = connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
+            ).all()
+            assert [r[0].split(" USING btree ")[1] for r in rows] == [
+                "(namespace, key, key_hash) INCLUDE (expires_at)"
+            ]
+            collations = connection.execute(
+                text(
+                    "SELECT column_name, collation_name FROM information_schema.columns "
+                    "WHERE table_name = :t AND data_type = 'text' ORDER BY column_name"
+                ),
+                {"t": table},
+            ).all()
+            assert collations == [("key", "C"), ("key_rest", "C"), ("namespace", "C")]
+        else:
+            rows = connection.exec_driver_sql(f"SHOW INDEX FROM {table}").all()
+            assert [(r[2], r[4]) for r in rows] == [
+                ("PRIMARY", "namespace"),
+                ("PRIMARY", "key"),
+                ("PRIMARY", "key_hash"),
+            ]
+            types = dict(
+                connection.execute(
+                    text(
+                        "SELECT column_name, column_type FROM information_schema.columns "
+                        "WHERE table_schema = DATABASE() AND table_name = :t"
+                    ),
+                    {"t": table},
+                ).all()
+            )
+            assert types["namespace"] == types["key"] == "varbinary(1024)"
+            assert types["value"] == "longblob"
+
+
+def test_keys_past_the_index_entry_limits(store: SQLByteStore) -> None:
+    # 1,024 random CJK characters are 3,072 bytes: over PostgreSQL's 2,704-byte B-tree entry
+    # and InnoDB's 3,072-byte key with the namespace. Random, so it does not compress.
+    rng = random.Random(7)
+    keys = ["".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(1024)) for _ in range(3)]
+    keys.append(keys[0][:300] + "different tail")
+    keys.append("🔑" * 1024)
+    store.mset([(k, str(i).encode()) for i, k in enumerate(keys)])
+    assert store.mget(keys) == [str(i).encode() for i in range(len(keys))]
+    assert sorted(store.yield_keys()) == sorted(keys)
+    assert sorted(store.yield_keys(prefix=keys[0][:300])) == sorted([keys[0], keys[3]])
+    assert list(store.yield_keys(prefix=keys[0][:700])) == [keys[0]]
+    store.mdelete(keys[:2])
+    assert sorted(store.yield_keys()) == sorted(keys[2:])
+
+
+def test_key_comparison_is_exact(store: SQLByteStore) -> None:
+    keys = ["a", "A", "a ", "a  ", "ä", "a\u0308", "ß", "ss", "İ", "i"]
+    store.mset([(k, k.encode()) for k in keys])
+    assert store.mget(keys) == [k.encode() for k in keys]
+    assert sorted(store.yield_keys(prefix="a")) == sorted(["a", "a ", "a  ", "a\u0308"])
+    assert sorted(store.yield_keys(prefix="a ")) == ["a ", "a  "]
+
+
+def test_sixteen_mebibyte_values(store: SQLByteStore) -> None:
+    big = random.Random(1).randbytes(16 * MIB)
+    zeros = bytes(16 * MIB)  # the worst case of MySQL's escaping
+    store.mset([("big", big), ("zeros", zeros), ("small", b"s")])
+    assert store.mget(["big", "zeros", "small"]) == [big, zeros, b"s"]
+
+    async def use() -> list[bytes | None]:
+        await store.amset([("async big", big)])
+        got = await store.amget(["async big", "zeros"])
+        await store.aclose()
+        return got
+
+    assert asyncio.run(use()) == [big, zeros]
+
+
+def test_prefix_listing_is_an_index_range_scan(
+    store: SQLByteStore, admin: Engine, table: str
+) -> None:
+    store.mset([(f"{'ab'[i % 2]}/{i:05d}", b"v") for i in range(2000)])
+    with admin.connect() as connection:
+        if admin.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"ANALYZE {table}")
+            plan = "\n".join(
+                row[0]
+                for row in connection.exec_driver_sql(
+                    f"EXPLAIN SELECT key FROM {table} AS o WHERE namespace = '' "
+                    f"AND key >= 'a/' AND key < 'a0' AND (expires_at IS NULL OR expires_at > 0) "
+                    "ORDER BY key, key_hash LIMIT 1000"
+                )
+            )
+            assert f"Index Only Scan using {table}_pkey" in plan or (
+                f"Index Scan using {table}_pkey" in plan
+            ), plan
+            assert "Seq Scan" not in plan, plan
+            assert "Sort" not in plan, plan
+        else:
+            rows = connection.exec_driver_sql(
+                f"EXPLAIN SELECT `key` FROM {table} AS o WHERE namespace = X'' "
+                "AND `key` >= X'612f' AND `key` < X'6130' "
+                "AND (expires_at IS NULL OR expires_at > 0) ORDER BY `key`, key_hash LIMIT 1000"
+            ).mappings()
+            (row,) = list(rows)
+            assert (row["type"], row["key"]) == ("range", "PRIMARY"), row
+            assert "filesort" not in (row["Extra"] or ""), row
+
+
+def test_concurrent_first_use(server: str, table: str) -> None:
+    url = _url(server)
+    stores = [SQLByteStore(url, table=table, namespace=f"n{i}") for i in range(6)]
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def first_use(store: SQLByteStore) -> None:
+        try:
+            barrier.wait()
+            store.mset([("k", str(store.namespace).encode())])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert [s.mget(["k"]) for s in stores] == [[f"n{i}".encode()] for i in range(6)]
+    for store in stores:
+        store.close()
+
+
+def test_a_given_sync_engine_serves_async_calls(admin: Engine, table: str) -> None:
+    store = SQLByteStore(admin, table=table)
+    pool = admin.pool
+
+    async def use() -> None:
+        await store.amset([("async", b"1")])
+        store.mset([("sync", b"2")])
+        assert await store.amget(["sync", "async"]) == [b"2", b"1"]
+        assert sorted([k async for k in store.ayield_keys()]) == ["async", "sync"]
+        await store.aclose()
+
+    asyncio.run(use())
+    assert admin.pool is pool
+
+
+def test_a_given_async_engine_serves_sync_calls(server: str, table: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = SQLByteStore(_url(server)).url
+    if server == "mysql":
+        pytest.importorskip("aiomysql")
+        url = url.set(drivername=f"{url.get_backend_name()}+aiomysql")
+
+    async def use() -> None:
+        engine = create_async_engine(url)
+        store = SQLByteStore(engine, table=table)
+        await store.amset([("async", b"1")])
+        store.mset([("sync", b"2")])  # sync code on a store made from an AsyncEngine
+        assert store.mget(["async"]) == [b"1"]
+        assert await store.amget(["sync", "async"]) == [b"2", b"1"]
+        assert sorted([k async for k in store.ayield_keys()]) == ["async", "sync"]
+        await store.aclose()
+        async with engine.connect() as connection:  # not disposed by the store
+            assert (await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 2
+        await engine.dispose()
+
+    asyncio.run(use())
+
+
+def test_one_store_on_several_event_loops(store: SQLByteStore) -> None:
+    # pytest-asyncio and asyncio.run make a loop per test: a store outliving one must work on
+    # the next (async connections belong to the loop that opened them).
+    for i in range(3):
+
+        async def use(i: int = i) -> list[bytes | None]:
+            await store.amset([(f"k{i}", b"v")])
+            return await store.amget([f"k{i}"])
+
+        assert asyncio.run(use()) == [b"v"]
+    assert sorted(store.yield_keys()) == ["k0", "k1", "k2"]
+
+
+def test_one_statement_per_batch(store: SQLByteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.create_schema()
+    connection = store.engine.raw_connection()
+    cursor_class = type(connection.dbapi_connection.cursor())  # type: ignore[union-attr]
+    connection.close()
+    original = cursor_class.execute
+    counted: list[str] = []
+
+    def counting(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        counted.append(str(query).split(None, 1)[0].upper())
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(cursor_class, "execute", counting)
+    store.mset([(f"k{i}", b"v" * 1024) for i in range(1000)])
+    assert counted == ["INSERT"]
+    counted.clear()
+    assert store.mget([f"k{i}" for i in range(1000)]) == [b"v" * 1024] * 1000
+    assert counted == ["SELECT"]
+    counted.clear()
+    store.mdelete([f"k{i}" for i in range(1000)])
+    assert counted == ["DELETE"]
+
+
+def test_a_plan_made_on_a_tiny_table_does_not_outlive_its_growth(
+    store: SQLByteStore, admin: Engine
+) -> None:
+    # PostgreSQL caches the plan of a prepared statement: one made while the table held a
+    # row may scan the whole namespace for each lookup once it holds 100,000.
+    store.mset([("first", b"1")])
+    for _ in range(4):
+        assert store.mget(["first"]) == [b"1"]
+    keys = [f"k{i:06d}" for i in range(100_000)]
+    for start in range(0, len(keys), 10_000):
+        store.mset([(k, b"v") for k in keys[start : start + 10_000]])
+    timings = []
+    for i in range(40):
+        began = time.perf_counter()
+        assert store.mget([keys[i * 997]]) == [b"v"]
+        timings.append(time.perf_counter() - began)
+    assert statistics.mean(timings[-10:]) < 0.01, timings  # a scan takes ~50 ms here

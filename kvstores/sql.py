@@ -1,0 +1,1971 @@
+"""`SQLByteStore`: bytes in one SQL table through SQLAlchemy 2 — SQLite, PostgreSQL, MySQL/MariaDB.
+
+Design
+======
+
+**One table, one index.** Every store on a database shares one table (``kvstores`` by
+default; ``table=`` picks another) with one index, its primary key::
+
+    namespace   text     NOT NULL   -- "" for namespace=None (real namespaces are non-empty)
+    key         text     NOT NULL   -- the key's first 256 characters: all of almost every key
+    key_hash    binary   NOT NULL   -- b"" when the key fits in `key`, else SHA-256 of the key
+    key_rest    text     NOT NULL   -- the characters after the first 256 ("" for most keys)
+    value       blob     NOT NULL
+    expires_at  float    NULL       -- Unix time; NULL: never expires
+    PRIMARY KEY (namespace, key, key_hash)
+
+Keys may be 1,024 characters, 4,096 bytes of UTF-8, but an index entry may not: InnoDB caps
+a key at 3,072 bytes and a PostgreSQL B-tree entry at 2,704 (a key of 1,024 random CJK
+characters fails there with "index row size exceeds btree maximum"). So the index holds at
+most 256 characters of a key (1,024 bytes; with a 256-character namespace and the hash,
+2,080 bytes) plus a 32-byte hash that tells apart the longer keys sharing those characters,
+and the rest of such a key sits outside the index. Keys up to 256 characters, the common
+case, are stored whole in ``key`` with an empty hash, so the table reads like a plain
+key-value table. Every lookup probes the primary key, and listing with a prefix is one
+index range scan: ``key >= prefix AND key < prefix_upper_bound(prefix)`` for a prefix of up
+to 256 characters (exact: the head of a key starts with such a prefix exactly when the key
+does), ``key = prefix[:256]`` plus a range on ``key_rest`` for a longer one. Keys compare
+as code points, never folded: ``COLLATE "C"`` text on PostgreSQL, ``VARBINARY`` (UTF-8
+bytes: no collation to configure, no PAD SPACE, so ``"a"`` and ``"a "`` differ) on
+MySQL/MariaDB, SQLite's default ``BINARY``. On PostgreSQL the primary key also carries
+``expires_at`` (``INCLUDE``), so listing is an index-only scan. A ``<table>_meta`` table
+records the schema version (``schema_version``), for later versions to migrate from.
+
+**Statements.** The tables are defined and created with SQLAlchemy Core (``CREATE TABLE IF
+NOT EXISTS``, lazily on first use under a lock, once per store, or by `create_schema` /
+`acreate_schema`; concurrent creators, threads or processes, are tolerated: PostgreSQL
+takes an advisory lock, and a failed attempt is retried). The hot statements are SQL text
+built once per store (and per batch size where the text depends on it) and run on the
+DBAPI cursor of the engine's connections: at a batch of 100, Core's per-execution work
+costs as much as SQLite's. Each is the dialect's native form:
+
+- ``mset``: one upsert per chunk, the whole batch in one transaction. SQLite ``INSERT …
+  VALUES (…), (…) ON CONFLICT DO UPDATE`` (chunks sized to the bound-parameter limit the
+  connection reports: 32,766 on SQLite >= 3.32); PostgreSQL ``INSERT … SELECT … FROM
+  unnest(arrays) ON CONFLICT DO UPDATE`` (arrays in binary, one statement text whatever the
+  batch size); MySQL/MariaDB ``INSERT … VALUES … ON DUPLICATE KEY UPDATE`` (chunks sized
+  to ``max_allowed_packet``).
+- ``mget`` / ``mdelete``: one ``WHERE namespace = ? AND key IN (…)`` (``= ANY(array)`` on
+  PostgreSQL) per chunk; ``mget`` selects only the keys asked and maps the rows back to the
+  input order, repeats and misses included.
+- ``yield_keys``: keyset pagination (``ORDER BY key, key_hash LIMIT page`` after the last
+  key seen, each page a fresh statement), never selecting ``value``.
+
+On PostgreSQL the store's own connections use generic plans (``plan_cache_mode``) and
+psycopg prepares each statement on first use (unless ``prepare_threshold=None``), so no
+call pays for planning, and no custom plan made with stale statistics (a young table, a
+fast-growing namespace) takes ``namespace = …`` alone as the index condition for a large
+batch and scans the whole namespace. A generic plan is made for the table as it is, so
+each connection drops its plans (``DISCARD PLANS``) at its 8th, 16th, 32nd, … use: a plan
+made while the table was empty does not outlive its growth.
+
+**Expiry.** A store with a ``ttl`` writes ``expires_at = now + ttl`` (client clock); a write
+without one clears it. Every read filters ``expires_at IS NULL OR expires_at > now``.
+Expired rows stay until overwritten or `purge_expired` / `apurge_expired` deletes them (a
+scan of the namespace; run it from a periodic job). On SQLite and PostgreSQL a store's
+first write with a ttl also marks its namespace in the meta table, and listing skips the
+expiry check in namespaces never marked (on SQLite the check reads each table row, not
+just the index).
+
+**Engines, sync and async.** Every store answers both the sync and the async methods.
+
+- Built from a URL (``sqlite:///path.db``, ``sqlite://`` in memory, ``postgresql://`` ->
+  psycopg 3, ``mysql://`` / ``mariadb://`` -> PyMySQL, or an explicit driver), it owns its
+  engines and disposes them in `close` / `aclose`. The sync engine is made at once (it
+  connects lazily), in autocommit (a single statement needs no BEGIN/COMMIT round trips;
+  a batch of several statements gets an explicit transaction). PostgreSQL (psycopg) and
+  MySQL (aiomysql) get a native async engine, made lazily, one per event loop (async
+  connections belong to their loop), disposed when that loop shuts down if not before.
+- SQLite from a URL: each thread gets its own connection, kept until the thread ends or
+  the store closes (a pool checkout costs as much as a small query), with ``PRAGMA
+  journal_mode=WAL``, ``synchronous=NORMAL`` and ``busy_timeout`` (the store's ``timeout``)
+  set; ``sqlite_pragmas=`` overrides or adds pragmas (``None`` drops one). Async calls run
+  the sync ones on one worker thread per store, as aiosqlite does, so one connection and
+  its page cache serve them. ``sqlite://`` (in memory) is one connection shared by every
+  thread, used one at a time.
+- Given an `Engine`, the store uses its pool, and async calls run in worker threads. Given
+  an `AsyncEngine` with psycopg or aiomysql, async calls use it natively and sync calls use
+  an engine the store makes from the same URL with the matching sync driver (an
+  `AsyncEngine`'s own ``sync_engine`` only works inside its event loop); with another
+  async driver (asyncpg, aiosqlite, …) both go through that sync engine. A store never
+  disposes an engine it was given. For the fewest round trips, make such an engine with
+  ``isolation_level="AUTOCOMMIT"`` (and, on PostgreSQL, ``connect_args={"options": "-c
+  plan_cache_mode=force_generic_plan"}``).
+- A store is safe to share between threads and coroutines.
+
+**Limits and errors.** Values up to 16 MiB on every dialect (`max_value_size`; BYTEA,
+LONGBLOB, BLOB). On MySQL/MariaDB a statement must fit the server's ``max_allowed_packet``
+(MySQL 8 defaults to 64 MiB; MariaDB's 16 MiB default must be raised to 64 MiB for 16 MiB
+values): the store reads it and lowers its ceiling if 16 MiB values could not fit. A
+server that cannot be reached raises `BackendUnavailableError` (named after the dialect,
+URL password masked, the driver's error chained) within ``timeout`` seconds (default 10);
+any other database error raises `KVStoreError`. The store drives pysqlite, psycopg 3 and
+PyMySQL (plus aiomysql); other dialects and drivers raise `ValueError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import hashlib
+import importlib
+import importlib.util
+import math
+import re
+import threading
+import time
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain, islice
+from typing import Any, ClassVar, TypeVar
+
+from kvstores._base import BackendStore
+from kvstores._paging import akeyset_pages, chunked, keyset_pages, prefix_upper_bound
+from kvstores._registry import require
+from kvstores._urls import mask_secrets
+from kvstores._validation import check_timeout, coerce_byte_values
+from kvstores.errors import BackendUnavailableError, KVStoreError
+
+require("sqlalchemy", "sql")  # the import guard: names the extra when SQLAlchemy is missing
+
+from sqlalchemy import (  # noqa: E402
+    Column,
+    Double,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    false,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql as mysql_dialect  # noqa: E402
+from sqlalchemy.dialects import postgresql as postgresql_dialect  # noqa: E402
+from sqlalchemy.dialects import sqlite as sqlite_dialect  # noqa: E402
+from sqlalchemy.engine import URL, Connection, Engine, make_url  # noqa: E402
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+from sqlalchemy.pool import QueuePool, StaticPool  # noqa: E402
+from sqlalchemy.schema import CreateTable  # noqa: E402
+from sqlalchemy.types import TypeEngine  # noqa: E402
+from sqlalchemy.util import greenlet_spawn  # noqa: E402
+
+__all__ = ["SCHEMA_VERSION", "SQLByteStore"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""The table layout this version writes; recorded in ``<table>_meta`` as ``schema_version``."""
+
+_HEAD = 256  # characters of a key held in the indexed `key` column
+_NO_HASH = b""
+_MIB = 1024 * 1024
+_MAX_VALUE = 16 * _MIB
+_EXPIRING = "expiring:"  # meta row name prefix: the namespace may hold rows with an expiry
+_COLUMNS = ("namespace", "key", "key_hash", "key_rest", "value", "expires_at")
+_SUPPORTED = ("sqlite", "postgresql", "mysql", "mariadb")
+# URL schemes without a driver, and the driver the store uses for them.
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+# Sync driver -> the async driver with the same SQL and parameters, and back.
+_ASYNC_OF = {"psycopg": "psycopg", "pymysql": "aiomysql"}
+_SYNC_OF = {
+    "psycopg": "psycopg",
+    "psycopg_async": "psycopg",
+    "asyncpg": "psycopg",
+    "aiomysql": "pymysql",
+    "asyncmy": "pymysql",
+    "aiosqlite": "pysqlite",
+}
+_EXTRA_OF = {"psycopg": ("psycopg", "postgres"), "pymysql": ("pymysql", "mysql")}
+_SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python >= 3.11)
+_PRAGMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PRAGMA_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _split_key(key: str) -> tuple[str, bytes, str]:
+    """``(key column, key_hash, key_rest)`` of a key: ``(key, b"", "")`` up to 256 characters."""
+    if len(key) <= _HEAD:
+        return key, _NO_HASH, ""
+    return key[:_HEAD], hashlib.sha256(key.encode()).digest(), key[_HEAD:]
+
+
+def _cursor_of(key: str) -> tuple[str, bytes]:
+    """The ``(key, key_hash)`` position of a key in the primary key order."""
+    if len(key) <= _HEAD:
+        return key, _NO_HASH
+    return key[:_HEAD], hashlib.sha256(key.encode()).digest()
+
+
+# Table definition
+
+
+def _text(mysql_bytes: int) -> TypeEngine[Any]:
+    """Text compared by code point: COLLATE "C" on PostgreSQL, UTF-8 VARBINARY on MySQL."""
+    return (
+        Text()
+        .with_variant(Text(collation="C"), "postgresql")
+        .with_variant(mysql_dialect.VARBINARY(mysql_bytes), "mysql", "mariadb")
+    )
+
+
+def _define_tables(name: str, schema: str | None) -> tuple[Table, Table]:
+    metadata = MetaData()
+    columns = [
+        Column("namespace", _text(4 * 256), nullable=False),
+        Column("key", _text(4 * _HEAD), nullable=False),
+        Column(
+            "key_hash",
+            LargeBinary().with_variant(mysql_dialect.VARBINARY(32), "mysql", "mariadb"),
+            nullable=False,
+        ),
+        Column("key_rest", _text(4 * (1024 - _HEAD)), nullable=False),
+        Column(
+            "value",
+            LargeBinary().with_variant(mysql_dialect.LONGBLOB(), "mysql", "mariadb"),
+            nullable=False,
+        ),
+        Column("expires_at", Double(), nullable=True),
+    ]
+    try:  # INCLUDE on a primary key needs SQLAlchemy >= 2.0.41; without it listing reads the heap
+        primary_key = PrimaryKeyConstraint(
+            "namespace", "key", "key_hash", postgresql_include=["expires_at"]
+        )
+    except ArgumentError:
+        primary_key = PrimaryKeyConstraint("namespace", "key", "key_hash")
+    table = Table(name, metadata, *columns, primary_key, schema=schema, mysql_engine="InnoDB")
+    meta = Table(
+        f"{name}_meta",
+        metadata,
+        Column("name", String(300), primary_key=True),
+        Column("value", String(300), nullable=False),
+        schema=schema,
+        mysql_engine="InnoDB",
+    )
+    return table, meta
+
+
+def _check_table_name(table: str, schema: str | None) -> None:
+    if not isinstance(table, str):
+        raise TypeError(f"table must be str, not {type(table).__name__}")
+    # PostgreSQL silently truncates identifiers over 63 bytes; "<table>_meta" must fit too.
+    if not table or len(table.encode()) > 58 or "\x00" in table:
+        raise ValueError(f"table must be 1 to 58 bytes without NUL, got {table!r}")
+    if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
+        raise ValueError(f"schema must be a non-empty str without NUL, got {schema!r}")
+
+
+# SQL text, one class per database family
+
+
+class _Statements:
+    """The hot statements of one database family for one table, as DBAPI SQL text.
+
+    Texts that depend on the batch size are cached per size. Parameters of the SQLite and
+    MySQL texts are positional or named per row; PostgreSQL's are arrays.
+    """
+
+    #: Rows of one upsert, keys of one select or delete.
+    max_rows: int = 10_000
+    #: Bytes of keys and values in one upsert; `None`: no limit.
+    max_bytes: int | None = None
+    #: Whether keys travel as UTF-8 bytes (MySQL VARBINARY) rather than `str`.
+    binary_keys: ClassVar[bool] = False
+
+    def __init__(self, table: str, meta: str, quote: Callable[[str], str]) -> None:
+        self.table = table
+        self.meta = meta
+        self.c = {name: quote(name) for name in _COLUMNS}
+        self._cache: dict[tuple[Any, ...], str] = {}
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+        sql = self._cache.get(key)
+        if sql is None:
+            if len(self._cache) >= 128:
+                self._cache.clear()
+            sql = self._cache[key] = build()
+        return sql
+
+    def ph(self, name: str) -> str:
+        """A named placeholder."""
+        return f"%({name})s"
+
+    def text_param(self, value: str) -> Any:
+        return value
+
+    def upsert_bounds(
+        self, keys: Sequence[str], values: Sequence[bytes], long: bool
+    ) -> list[tuple[int, int]]:
+        """``(start, stop)`` of each upsert chunk: by rows and, where a server limits a
+        statement's size, by bytes."""
+        rows, limit, n = self.upsert_rows(long), self.max_bytes, len(keys)
+        if limit is None or 4 * sum(map(len, keys)) + sum(map(len, values)) + 64 * n <= limit:
+            return [(start, min(start + rows, n)) for start in range(0, n, rows)]
+        bounds, start, size = [], 0, 0
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            cost = 4 * len(key) + len(value) + 64
+            if i > start and (i - start >= rows or size + cost > limit):
+                bounds.append((start, i))
+                start, size = i, 0
+            size += cost
+        bounds.append((start, n))
+        return bounds
+
+    def upsert_rows(self, long: bool) -> int:
+        return self.max_rows
+
+    def key_chunk(self, long: bool) -> int:
+        """Keys of one select or delete."""
+        return self.max_rows
+
+    # Each family implements these.
+
+    def upsert(
+        self,
+        ns: str,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        expires: float | None,
+        long: bool,
+    ) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+        """Rows ``(key, value)`` of short keys (all ≤ 256 characters)."""
+        raise NotImplementedError
+
+    def select_mixed(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+    ) -> tuple[str, Any]:
+        """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
+        raise NotImplementedError
+
+    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    # Shared by every family: listing, with named placeholders.
+
+    def key_expression(self) -> str:
+        """The whole key of a row of the page query (table alias ``o``)."""
+        c = self.c
+        return f"CONCAT({c['key']}, {c['key_rest']})"
+
+    def expiry_filter(self) -> str:
+        expires = self.c["expires_at"]
+        return f"({expires} IS NULL OR {expires} > {self.ph('now')})"
+
+    #: Whether listing skips the expiry check in namespaces never written with a ttl (see
+    #: `expiry_mark`): where checking reads more than the index (SQLite: the table row) or
+    #: costs more than the check of a flag evaluated once per statement.
+    marks_expiring = False
+
+    def page_expiry_filter(self) -> str:
+        if not self.marks_expiring:
+            return self.expiry_filter()
+        expires = self.c["expires_at"]
+        return (
+            f"(NOT EXISTS (SELECT 1 FROM {self.meta} WHERE name = {self.ph('mark')}) "
+            f"OR {expires} IS NULL OR {expires} > {self.ph('now')})"
+        )
+
+    def after_condition(self) -> str:
+        key, key_hash = self.c["key"], self.c["key_hash"]
+        after, after_hash = self.ph("after"), self.ph("after_hash")
+        return f"({key} > {after} OR ({key} = {after} AND {key_hash} > {after_hash}))"
+
+    def page(
+        self, ns: str, prefix: str, after: tuple[str, bytes] | None, limit: int, now: float
+    ) -> tuple[str, dict[str, Any]]:
+        """One page of keys (one-column rows) after `after`, in primary key order."""
+        t = self.text_param
+        params: dict[str, Any] = {"ns": t(ns), "now": now, "limit": limit}
+        if len(prefix) > _HEAD:
+            mode, rest = "long", prefix[_HEAD:]
+            params["head"], params["lo"] = t(prefix[:_HEAD]), t(rest)
+            upper = prefix_upper_bound(rest)
+        elif prefix:
+            mode = "short"
+            params["lo"] = t(prefix)
+            upper = prefix_upper_bound(prefix)
+        else:
+            mode, upper = "all", None
+        if upper is not None:
+            params["hi"] = t(upper)
+        # After a key shorter than 256 characters come exactly the keys greater than it (a
+        # long key's head has 256): a plain `key > after`, cheaper than the pair comparison.
+        cursor = None
+        if after is not None:
+            params["after"] = t(after[0])
+            if len(after[0]) < _HEAD:
+                cursor = "key"
+            else:
+                cursor = "pair"
+                params["after_hash"] = after[1]
+        if self.marks_expiring:
+            params["mark"] = _EXPIRING + ns
+        sql = self._cached(
+            ("page", mode, upper is not None, cursor),
+            lambda: self._page_sql(mode, upper is not None, cursor),
+        )
+        return sql, params
+
+    def _page_sql(self, mode: str, upper: bool, cursor: str | None) -> str:
+        c, ph = self.c, self.ph
+        where = [f"{c['namespace']} = {ph('ns')}"]
+        if mode == "short":
+            where.append(f"{c['key']} >= {ph('lo')}")
+            if upper:
+                where.append(f"{c['key']} < {ph('hi')}")
+        elif mode == "long":
+            where.append(f"{c['key']} = {ph('head')}")
+            where.append(f"{c['key_rest']} >= {ph('lo')}")
+            if upper:
+                where.append(f"{c['key_rest']} < {ph('hi')}")
+        if cursor == "key":
+            where.append(f"{c['key']} > {ph('after')}")
+        elif cursor == "pair":
+            where.append(self.after_condition())
+        where.append(self.page_expiry_filter())
+        return (
+            f"SELECT {self.key_expression()} FROM {self.table} AS o "
+            f"WHERE {' AND '.join(where)} ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
+        )
+
+    def purge(self, ns: str, now: float) -> tuple[str, dict[str, Any]]:
+        c, ph = self.c, self.ph
+        sql = (
+            f"DELETE FROM {self.table} WHERE {c['namespace']} = {ph('ns')} "
+            f"AND {c['expires_at']} <= {ph('now')}"
+        )
+        return sql, {"ns": self.text_param(ns), "now": now}
+
+    def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
+        """The statement marking `ns` as holding expiring rows, run in the transaction of a
+        store's first write with a ttl, where `marks_expiring`."""
+        return None
+
+    def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        return [row[0] for row in rows]
+
+
+class _SQLiteStatements(_Statements):
+    """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
+
+    marks_expiring = True
+
+    def __init__(self, table: str, meta: str, quote: Callable[[str], str], max_params: int) -> None:
+        super().__init__(table, meta, quote)
+        self.max_params = max_params
+        c = self.c
+        self._columns = ", ".join(c[name] for name in _COLUMNS)
+        self._on_conflict = (
+            f"ON CONFLICT ({c['namespace']}, {c['key']}, {c['key_hash']}) DO UPDATE SET "
+            f"{c['key_rest']} = excluded.{c['key_rest']}, {c['value']} = excluded.{c['value']}, "
+            f"{c['expires_at']} = excluded.{c['expires_at']}"
+        )
+
+    def key_expression(self) -> str:
+        # Listing reads only the index unless the namespace ever held expiring rows, or a key
+        # is long: SQLite seeks the table row only when a CASE branch or OR term needs it.
+        c = self.c
+        key, rest = c["key"], c["key_rest"]
+        return f"CASE WHEN {c['key_hash']} = X'' THEN {key} ELSE {key} || {rest} END"
+
+    def ph(self, name: str) -> str:
+        return f":{name}"
+
+    def upsert_rows(self, long: bool) -> int:
+        return (self.max_params - 2) // (4 if long else 2)
+
+    def key_chunk(self, long: bool) -> int:
+        return (self.max_params - 2) // (2 if long else 1)
+
+    def upsert(
+        self,
+        ns: str,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        expires: float | None,
+        long: bool,
+    ) -> tuple[str, Any]:
+        n = len(keys)
+        if not long:
+            sql = self._cached(("upsert", n), lambda: self._upsert_sql(n, False))
+            return sql, (ns, expires, *chain.from_iterable(zip(keys, values, strict=True)))
+        sql = self._cached(("upsert_long", n), lambda: self._upsert_sql(n, True))
+        rows = ((*_split_key(k), v) for k, v in zip(keys, values, strict=True))
+        return sql, (ns, expires, *chain.from_iterable(rows))
+
+    def _upsert_sql(self, n: int, long: bool) -> str:
+        if long:
+            rows = ",".join(
+                f"(?1,?{4 * i + 3},?{4 * i + 4},?{4 * i + 5},?{4 * i + 6},?2)" for i in range(n)
+            )
+        else:
+            rows = ",".join(f"(?1,?{2 * i + 3},X'','',?{2 * i + 4},?2)" for i in range(n))
+        return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_conflict}"
+
+    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+        n = len(keys)
+        sql = self._cached(("select", n), lambda: self._select_sql(n))
+        return sql, (ns, now, *keys)
+
+    def _select_sql(self, n: int) -> str:
+        c = self.c
+        marks = ",".join(f"?{i + 3}" for i in range(n))
+        return (
+            f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = ?1 "
+            f"AND {c['key']} IN ({marks}) AND {c['key_hash']} = X'' "
+            f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > ?2)"
+        )
+
+    def _mixed_where(self, short: int, long: int, first: int) -> str:
+        c = self.c
+        terms = []
+        if short:
+            marks = ",".join(f"?{first + i}" for i in range(short))
+            terms.append(f"({c['key']} IN ({marks}) AND {c['key_hash']} = X'')")
+        heads = ",".join(f"?{first + short + i}" for i in range(long))
+        hashes = ",".join(f"?{first + short + long + i}" for i in range(long))
+        terms.append(f"({c['key']} IN ({heads}) AND {c['key_hash']} IN ({hashes}))")
+        return f"({' OR '.join(terms)})"
+
+    def select_mixed(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+    ) -> tuple[str, Any]:
+        s, n = len(short), len(long)
+
+        def build() -> str:
+            c = self.c
+            return (
+                f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
+                f"WHERE {c['namespace']} = ?1 AND {self._mixed_where(s, n, 3)} "
+                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > ?2)"
+            )
+
+        sql = self._cached(("select_mixed", s, n), build)
+        return sql, (ns, now, *short, *(h for h, _ in long), *(d for _, d in long))
+
+    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+        s, n = len(short), len(long)
+        c = self.c
+        if not n:
+            sql = self._cached(
+                ("delete", s),
+                lambda: (
+                    f"DELETE FROM {self.table} WHERE {c['namespace']} = ?1 AND {c['key']} IN "
+                    f"({','.join(f'?{i + 2}' for i in range(s))}) AND {c['key_hash']} = X''"
+                ),
+            )
+            return sql, (ns, *short)
+        sql = self._cached(
+            ("delete_mixed", s, n),
+            lambda: (
+                f"DELETE FROM {self.table} WHERE {c['namespace']} = ?1 "
+                f"AND {self._mixed_where(s, n, 2)}"
+            ),
+        )
+        return sql, (ns, *short, *(h for h, _ in long), *(d for _, d in long))
+
+    def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
+        sql = f"INSERT OR IGNORE INTO {self.meta} (name, value) VALUES (?, '1')"
+        return sql, (_EXPIRING + ns,)
+
+
+class _PostgresStatements(_Statements):
+    """PostgreSQL: arrays, so one statement text serves every batch size (and is prepared)."""
+
+    marks_expiring = True
+
+    max_rows = 10_000
+    max_bytes = 64 * _MIB
+
+    def __init__(self, table: str, meta: str, quote: Callable[[str], str]) -> None:
+        super().__init__(table, meta, quote)
+        c = self.c
+        columns = ", ".join(c[name] for name in _COLUMNS)
+        on_conflict = (
+            f"ON CONFLICT ({c['namespace']}, {c['key']}, {c['key_hash']}) DO UPDATE SET "
+            f"{c['key_rest']} = EXCLUDED.{c['key_rest']}, {c['value']} = EXCLUDED.{c['value']}, "
+            f"{c['expires_at']} = EXCLUDED.{c['expires_at']}"
+        )
+        self._upsert = (
+            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, ''::bytea, '', v, %s::float8 "
+            f"FROM unnest(%b::text[], %b::bytea[]) AS u(k, v) {on_conflict}"
+        )
+        self._upsert_long = (
+            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, h, r, v, %s::float8 "
+            f"FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::bytea[]) AS u(k, h, r, v) "
+            f"{on_conflict}"
+        )
+        live = f"({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+        # Short keys are told apart by `key_rest = ''` (equivalent to an empty hash) rather
+        # than `key_hash = ''`, which the planner could take with `namespace` as the index
+        # condition, leaving `key` to a filter over the whole namespace.
+        self._select = (
+            f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {c['namespace']} = %s "
+            f"AND {c['key']} = ANY(%b::text[]) AND {c['key_rest']} = '' AND {live}"
+        )
+        mixed = (
+            f"(({c['key']} = ANY(%b::text[]) AND {c['key_rest']} = '') "
+            f"OR ({c['key']} = ANY(%b::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
+        )
+        self._select_mixed = (
+            f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
+            f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
+        )
+        self._delete = (
+            f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {c['key']} = ANY(%b::text[]) "
+            f"AND {c['key_rest']} = ''"
+        )
+        self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
+
+    def key_expression(self) -> str:
+        # The rest of a long key comes from the heap only for long keys, so listing short keys
+        # can stay an index-only scan.
+        c, table = self.c, self.table
+        return (
+            f"CASE WHEN o.{c['key_hash']} = ''::bytea THEN o.{c['key']} ELSE o.{c['key']} || "
+            f"(SELECT r.{c['key_rest']} FROM {table} AS r "
+            f"WHERE r.{c['namespace']} = o.{c['namespace']} AND r.{c['key']} = o.{c['key']} "
+            f"AND r.{c['key_hash']} = o.{c['key_hash']}) END"
+        )
+
+    def after_condition(self) -> str:
+        c = self.c
+        return f"({c['key']}, {c['key_hash']}) > (%(after)s::text, %(after_hash)s::bytea)"
+
+    def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
+        sql = f"INSERT INTO {self.meta} (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING"
+        return sql, (_EXPIRING + ns,)
+
+    def upsert(
+        self,
+        ns: str,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        expires: float | None,
+        long: bool,
+    ) -> tuple[str, Any]:
+        if not long:
+            return self._upsert, (ns, expires, list(keys), list(values))
+        split = [_split_key(k) for k in keys]
+        return self._upsert_long, (
+            ns,
+            expires,
+            [h for h, _, _ in split],
+            [d for _, d, _ in split],
+            [r for _, _, r in split],
+            list(values),
+        )
+
+    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+        return self._select, (ns, list(keys), now)
+
+    def select_mixed(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+    ) -> tuple[str, Any]:
+        return self._select_mixed, (ns, short, [h for h, _ in long], [d for _, d in long], now)
+
+    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+        if not long:
+            return self._delete, (ns, short)
+        return self._delete_mixed, (ns, short, [h for h, _ in long], [d for _, d in long])
+
+
+class _MySQLStatements(_Statements):
+    """MySQL/MariaDB: keys as UTF-8 VARBINARY; statements sized to ``max_allowed_packet``."""
+
+    binary_keys = True
+
+    def __init__(
+        self,
+        table: str,
+        meta: str,
+        quote: Callable[[str], str],
+        *,
+        packet: int,
+        row_alias: bool,
+    ) -> None:
+        super().__init__(table, meta, quote)
+        # PyMySQL escapes bytes in the statement text: at worst two bytes per byte.
+        self.max_bytes = max((packet - 256 * 1024) // 2, 64 * 1024)
+        c = self.c
+        self._columns = ", ".join(c[name] for name in _COLUMNS)
+        updated = ("key_rest", "value", "expires_at")
+        if row_alias:  # MySQL >= 8.0.20 deprecates VALUES() in ON DUPLICATE KEY UPDATE
+            self._on_duplicate = "AS new ON DUPLICATE KEY UPDATE " + ", ".join(
+                f"{c[n]} = new.{c[n]}" for n in updated
+            )
+        else:
+            self._on_duplicate = "ON DUPLICATE KEY UPDATE " + ", ".join(
+                f"{c[n]} = VALUES({c[n]})" for n in updated
+            )
+        self._names: dict[tuple[str, int], tuple[str, ...]] = {}
+
+    def text_param(self, value: str) -> Any:
+        return value.encode()
+
+    def _row_names(self, kind: str, n: int) -> tuple[str, ...]:
+        names = self._names.get((kind, n))
+        if names is None:
+            if len(self._names) >= 64:
+                self._names.clear()
+            width = 2 if kind == "short" else 4
+            names = self._names[(kind, n)] = tuple(f"p{i}" for i in range(width * n))
+        return names
+
+    def upsert(
+        self,
+        ns: str,
+        keys: Sequence[str],
+        values: Sequence[bytes],
+        expires: float | None,
+        long: bool,
+    ) -> tuple[str, Any]:
+        n = len(keys)
+        params: dict[str, Any] = {"ns": ns.encode(), "e": expires}
+        if not long:
+            sql = self._cached(("upsert", n), lambda: self._upsert_sql(n, False))
+            flat = chain.from_iterable(zip(map(str.encode, keys), values, strict=True))
+            params.update(zip(self._row_names("short", n), flat, strict=True))
+            return sql, params
+        sql = self._cached(("upsert_long", n), lambda: self._upsert_sql(n, True))
+        rows = ((*_split_key(k), v) for k, v in zip(keys, values, strict=True))
+        flat = chain.from_iterable((h.encode(), d, r.encode(), v) for h, d, r, v in rows)
+        params.update(zip(self._row_names("long", n), flat, strict=True))
+        return sql, params
+
+    def _upsert_sql(self, n: int, long: bool) -> str:
+        if long:
+            rows = ",".join(
+                f"(%(ns)s,%(p{4 * i})s,%(p{4 * i + 1})s,%(p{4 * i + 2})s,%(p{4 * i + 3})s,%(e)s)"
+                for i in range(n)
+            )
+        else:
+            rows = ",".join(
+                f"(%(ns)s,%(p{2 * i})s,X'',X'',%(p{2 * i + 1})s,%(e)s)" for i in range(n)
+            )
+        return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_duplicate}"
+
+    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+        n = len(keys)
+        c = self.c
+
+        def build() -> str:
+            return (
+                f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = %s "
+                f"AND {c['key']} IN ({','.join(['%s'] * n)}) AND {c['key_hash']} = X'' "
+                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+            )
+
+        sql = self._cached(("select", n), build)
+        return sql, (ns.encode(), *[k.encode() for k in keys], now)
+
+    def _mixed_where(self, short: int, long: int) -> str:
+        c = self.c
+        terms = []
+        if short:
+            terms.append(f"({c['key']} IN ({','.join(['%s'] * short)}) AND {c['key_hash']} = X'')")
+        marks = ",".join(["%s"] * long)
+        terms.append(f"({c['key']} IN ({marks}) AND {c['key_hash']} IN ({marks}))")
+        return f"({' OR '.join(terms)})"
+
+    def _mixed_params(self, short: list[str], long: list[tuple[str, bytes]]) -> list[Any]:
+        return [k.encode() for k in short] + [h.encode() for h, _ in long] + [d for _, d in long]
+
+    def select_mixed(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+    ) -> tuple[str, Any]:
+        s, n = len(short), len(long)
+        c = self.c
+        sql = self._cached(
+            ("select_mixed", s, n),
+            lambda: (
+                f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
+                f"WHERE {c['namespace']} = %s AND {self._mixed_where(s, n)} "
+                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+            ),
+        )
+        return sql, (ns.encode(), *self._mixed_params(short, long), now)
+
+    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+        s, n = len(short), len(long)
+        c = self.c
+        if not n:
+            sql = self._cached(
+                ("delete", s),
+                lambda: (
+                    f"DELETE FROM {self.table} WHERE {c['namespace']} = %s AND {c['key']} IN "
+                    f"({','.join(['%s'] * s)}) AND {c['key_hash']} = X''"
+                ),
+            )
+            return sql, (ns.encode(), *[k.encode() for k in short])
+        sql = self._cached(
+            ("delete_mixed", s, n),
+            lambda: (
+                f"DELETE FROM {self.table} WHERE {c['namespace']} = %s "
+                f"AND {self._mixed_where(s, n)}"
+            ),
+        )
+        return sql, (ns.encode(), *self._mixed_params(short, long))
+
+    def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        return [row[0].decode() for row in rows]
+
+
+# Drivers: transactions and broken connections, per DBAPI
+
+
+class _Driver:
+    """What the store needs to know about one DBAPI beyond SQL: autocommit, broken connections."""
+
+    #: The driver's base exception class.
+    error: type[Exception] = Exception
+    #: Whether to switch a connection to autocommit while the store uses it (a local
+    #: setting on psycopg; a round trip on MySQL drivers, so those are used as they come).
+    prefer_autocommit = False
+
+    def autocommit(self, conn: Any) -> bool:
+        return False
+
+    def set_autocommit(self, conn: Any, value: bool) -> None:
+        raise NotImplementedError
+
+    async def aset_autocommit(self, conn: Any, value: bool) -> None:
+        raise NotImplementedError
+
+    def broken(self, conn: Any) -> bool:
+        return False
+
+    def cursor(self, conn: Any) -> Any:
+        return conn.cursor()
+
+    async def acursor(self, conn: Any) -> Any:
+        raise NotImplementedError
+
+
+class _Pysqlite(_Driver):
+    def __init__(self) -> None:
+        self.error = importlib.import_module("sqlite3").Error
+
+    def autocommit(self, conn: Any) -> bool:
+        return conn.isolation_level is None
+
+
+class _Psycopg(_Driver):
+    prefer_autocommit = True
+
+    def __init__(self) -> None:
+        self.error = importlib.import_module("psycopg").Error
+
+    def autocommit(self, conn: Any) -> bool:
+        return bool(conn.autocommit)
+
+    def set_autocommit(self, conn: Any, value: bool) -> None:
+        conn.autocommit = value
+
+    async def aset_autocommit(self, conn: Any, value: bool) -> None:
+        await conn.set_autocommit(value)
+
+    def broken(self, conn: Any) -> bool:
+        return bool(conn.broken or conn.closed)
+
+    def cursor(self, conn: Any) -> Any:
+        return _PsycopgCursor(conn.cursor(), _prepare_now(conn))
+
+    async def acursor(self, conn: Any) -> Any:
+        return _AsyncPsycopgCursor(conn.cursor(), _prepare_now(conn))
+
+
+def _prepare_now(conn: Any) -> bool | None:
+    """Prepare the store's statements on first use, unless the user turned preparing off
+    (``prepare_threshold=None``, as behind PgBouncer in transaction mode): with generic
+    plans, even the first execution then skips the custom plan psycopg's first five
+    unprepared runs would get (see `_replan_now`)."""
+    return True if conn.prepare_threshold is not None else None
+
+
+class _PsycopgCursor:
+    """A psycopg cursor whose statements are prepared server side from their first run."""
+
+    __slots__ = ("_cursor", "_prepare")
+
+    def __init__(self, cursor: Any, prepare: bool | None) -> None:
+        self._cursor = cursor
+        self._prepare = prepare
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self._cursor.execute(sql, params, prepare=self._prepare)
+
+    def fetchall(self) -> Any:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class _AsyncPsycopgCursor(_PsycopgCursor):
+    __slots__ = ()
+
+    async def execute(self, sql: str, params: Any = None) -> None:  # type: ignore[override]
+        await self._cursor.execute(sql, params, prepare=self._prepare)
+
+    async def fetchall(self) -> Any:
+        return await self._cursor.fetchall()
+
+    async def close(self) -> None:  # type: ignore[override]
+        await self._cursor.close()
+
+
+class _MySQL(_Driver):
+    def __init__(self) -> None:
+        # aiomysql raises PyMySQL's errors too.
+        self.error = importlib.import_module("pymysql").err.Error
+
+    def autocommit(self, conn: Any) -> bool:
+        return bool(conn.get_autocommit())
+
+    def broken(self, conn: Any) -> bool:
+        closed = getattr(conn, "closed", None)  # aiomysql
+        if closed is not None:
+            return bool(closed)
+        return not conn.open  # PyMySQL
+
+    async def acursor(self, conn: Any) -> Any:
+        return _AioMySQLCursor(await conn.cursor())
+
+
+class _AioMySQLCursor:
+    """An aiomysql cursor whose parameters the store renders itself.
+
+    aiomysql 0.3 escapes `bytes` with a helper PyMySQL >= 1.2.3 no longer provides
+    (aio-libs/aiomysql#1080), so every statement reaches it fully rendered: bytes as hex
+    literals, as PyMySQL 1.2 does itself.
+    """
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    async def execute(self, sql: str, params: Any = None) -> None:
+        if params is not None:
+            if isinstance(params, dict):
+                sql = sql % {name: _mysql_literal(value) for name, value in params.items()}
+            else:
+                sql = sql % tuple(map(_mysql_literal, params))
+        await self._cursor.execute(sql)
+
+    async def fetchall(self) -> Any:
+        return await self._cursor.fetchall()
+
+    async def close(self) -> None:
+        await self._cursor.close()
+
+
+def _mysql_literal(value: Any) -> str:
+    """A MySQL literal of the parameter types the store sends: bytes, float, int, None."""
+    if isinstance(value, bytes):
+        return f"X'{value.hex()}'"
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        text = repr(value)
+        return text if "e" in text else text + "e0"  # a DOUBLE, not a DECIMAL
+    if isinstance(value, int):
+        return str(int(value))
+    raise TypeError(f"unexpected MySQL parameter type {type(value).__name__}")
+
+
+class _ThreadConnection:
+    """A thread's own SQLite connection, detached from the engine's pool; `close` keeps it."""
+
+    def __init__(self, fairy: Any, generation: int) -> None:
+        self.fairy = fairy
+        self.dbapi_connection = fairy.dbapi_connection
+        self.generation = generation
+        self._closed = False
+
+    @property
+    def is_valid(self) -> bool:
+        return not self._closed and bool(self.fairy.is_valid)
+
+    def close(self) -> None:
+        """Done with it for now: it stays this thread's connection."""
+
+    def invalidate(self, exc: BaseException | None = None) -> None:
+        self.fairy.invalidate(exc)
+
+    def retire(self) -> None:
+        if not self._closed:
+            self._closed = True
+            # Detached from the pool: the DBAPI connection is ours to close (C code only, so
+            # safe from __del__ at any point of any thread).
+            with contextlib.suppress(Exception):
+                self.dbapi_connection.close()
+
+    def __del__(self) -> None:  # its thread ended
+        self.retire()
+
+
+class _ThreadConnections:
+    """One connection per thread for a SQLite file: SQLite connections are cheap and
+    independent (WAL lets them read and write side by side), and a pool checkout and
+    checkin cost as much as a small query. A connection is closed when its thread ends or
+    the store closes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
+        self._generation = 0
+
+    def checkout(self) -> _ThreadConnection:
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is None or held.generation != self._generation or not held.is_valid:
+            fairy = self._engine.raw_connection()
+            fairy.detach()
+            held = self._local.held = _ThreadConnection(fairy, self._generation)
+            self._all.add(held)
+        return held
+
+    def close_all(self) -> None:
+        """Close every thread's connection (none may be in use); later calls open new ones."""
+        self._generation += 1
+        for held in list(self._all):
+            held.retire()
+
+
+def _driver_for(driver: str) -> _Driver | None:
+    if driver == "pysqlite":
+        return _Pysqlite()
+    if driver in ("psycopg", "psycopg_async"):
+        return _Psycopg()
+    if driver in ("pymysql", "aiomysql"):
+        return _MySQL()
+    return None
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _engine_kwargs_supported(name: str) -> bool:
+    from sqlalchemy.engine.default import DefaultDialect
+
+    return name in DefaultDialect.__init__.__code__.co_varnames
+
+
+class SQLByteStore(BackendStore[bytes]):
+    """Bytes in one SQL table (SQLite, PostgreSQL, MySQL/MariaDB) via SQLAlchemy 2, sync and async.
+
+    Args:
+        engine: a URL (``str`` or `sqlalchemy.engine.URL`), an `Engine` or an `AsyncEngine`.
+            ``postgresql://`` uses psycopg 3 and ``mysql://`` / ``mariadb://`` PyMySQL.
+        table: the table (default ``kvstores``, or ``table=`` in the URL); a
+            ``<table>_meta`` table sits next to it.
+        schema: the database schema of both tables (default: the connection's).
+        namespace: keys of stores with different namespaces never mix.
+        ttl: seconds an entry written by this store lives.
+        timeout: seconds to connect (and, on SQLite, to wait for a lock); default 10.
+            Applies to engines the store builds.
+        sqlite_pragmas: pragmas for SQLite connections the store builds, over the defaults
+            ``journal_mode=WAL``, ``synchronous=NORMAL``, ``busy_timeout=<timeout ms>``; a
+            value of ``None`` removes a default.
+        engine_options: more keyword arguments for ``create_engine`` /
+            ``create_async_engine`` when the store builds its engines (``connect_args`` are
+            merged).
+
+    See the module documentation for the table layout and the statements.
+    """
+
+    backend_name = "sql"
+    max_value_size = _MAX_VALUE
+
+    def __init__(
+        self,
+        engine: str | URL | Engine | AsyncEngine,
+        *,
+        table: str | None = None,
+        schema: str | None = None,
+        namespace: str | None = None,
+        ttl: float | None = None,
+        timeout: float | None = None,
+        sqlite_pragmas: Mapping[str, str | int | None] | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(namespace=namespace, ttl=ttl)
+        self.timeout = check_timeout(timeout)
+        self._ns = self.namespace if self.namespace is not None else ""
+        self._engine_options = dict(engine_options or {})
+        self._sqlite_pragmas = dict(sqlite_pragmas or {})
+        self._value_limit = self.max_value_size
+        self._statements: _Statements | None = None
+        self._schema_lock = threading.Lock()
+        self._marked = False  # this store's namespace is marked as holding expiring rows
+        self._given_async: AsyncEngine | None = None
+        self._async_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+        self._async_driver: _Driver | None = None
+
+        if isinstance(engine, (Engine, AsyncEngine)):
+            self._owns = False
+            if isinstance(engine, AsyncEngine):
+                self._given_async = engine
+                self.url = engine.url
+                self._sync_engine = self._make_sync_engine(self._sync_url(engine.url))
+                self._owns_sync = True
+            else:
+                self.url = engine.url
+                self._sync_engine = engine
+                self._owns_sync = False
+        elif isinstance(engine, (str, URL)):
+            url = self._normalise_url(engine)
+            if url.query.get("table") is not None:
+                url_table = url.query["table"]
+                url = url.difference_update_query(["table"])
+                if table is None:
+                    table = url_table if isinstance(url_table, str) else url_table[-1]
+            self._owns = True
+            self._owns_sync = True
+            self.url = url
+            self._sync_engine = self._make_sync_engine(url)
+        else:
+            raise TypeError(
+                "SQLByteStore takes a URL, an Engine or an AsyncEngine, "
+                f"not {type(engine).__name__}"
+            )
+
+        table = "kvstores" if table is None else table
+        _check_table_name(table, schema)
+        self.table_name = table
+        self.schema = schema
+        self._table, self._meta = _define_tables(table, schema)
+        self._dialect_name = self._sync_engine.dialect.name
+        self._masked_url = self.url.render_as_string(hide_password=True)
+        self._check_dialect(self._dialect_name)
+
+        sync_driver = _driver_for(self._sync_engine.dialect.driver)
+        if sync_driver is None:
+            raise ValueError(
+                f"SQLByteStore needs the pysqlite, psycopg or pymysql driver, "
+                f"not {self._sync_engine.dialect.driver!r}"
+            )
+        self._driver: _Driver = sync_driver
+        # One connection shared by every thread (in-memory SQLite): use it one at a time.
+        self._serial = threading.RLock() if isinstance(self._sync_engine.pool, StaticPool) else None
+        self._threads = (
+            _ThreadConnections(self._sync_engine)
+            if self._owns_sync and self._dialect_name == "sqlite" and self._serial is None
+            else None
+        )
+        self._async_driver = self._pick_async_driver()
+        self._executor: ThreadPoolExecutor | None = None
+        # Connections of an engine the store made use generic plans, renewed now and then.
+        self._replans = self._owns and self._dialect_name == "postgresql"
+        self._executor_lock = threading.Lock()
+        # An engine the store made, in autocommit with skip_autocommit_rollback, puts a
+        # connection back in its pool without I/O, so without a trip through SQLAlchemy's
+        # greenlet (unless the pool is full and closes it).
+        self._quiet_checkin = self._owns and _engine_kwargs_supported("skip_autocommit_rollback")
+
+    # Construction
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLByteStore:
+        """A store from any SQLAlchemy URL; ``table=`` in the query names the table.
+
+        Other query parameters go to the driver; `kvstores.from_url` has already taken
+        ``namespace``, ``ttl`` and ``timeout`` out and passes them in `options`.
+        """
+        return cls(url, **options)
+
+    @staticmethod
+    def _normalise_url(raw: str | URL) -> URL:
+        try:
+            url = make_url(raw)
+        except ArgumentError as exc:
+            raise ValueError(f"not an SQLAlchemy URL: {exc}") from None
+        drivername = url.drivername
+        backend, _, driver = drivername.partition("+")
+        if backend == "postgres":
+            backend = "postgresql"
+        if not driver and backend in _DEFAULT_DRIVERS:
+            drivername = _DEFAULT_DRIVERS[backend]
+        elif driver:
+            drivername = f"{backend}+{driver}"
+        return url.set(drivername=drivername)
+
+    @staticmethod
+    def _check_dialect(name: str) -> None:
+        if name not in _SUPPORTED:
+            raise ValueError(
+                f"SQLByteStore supports SQLite, PostgreSQL and MySQL/MariaDB, not {name!r}"
+            )
+
+    @staticmethod
+    def _sync_url(url: URL) -> URL:
+        backend, _, driver = url.drivername.partition("+")
+        sync = _SYNC_OF.get(driver)
+        if sync is None:
+            raise ValueError(f"no sync driver known for the async driver {driver!r}")
+        if backend == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError(
+                "an in-memory SQLite AsyncEngine cannot be shared with sync calls; "
+                "give SQLByteStore a file database, a sync Engine or a sqlite:// URL"
+            )
+        return url.set(drivername=f"{backend}+{sync}")
+
+    def _connect_args(self, backend: str, driver: str) -> dict[str, Any]:
+        timeout = self.timeout
+        if backend == "sqlite":
+            return {"check_same_thread": False, "timeout": timeout}
+        if backend == "postgresql":
+            return {"connect_timeout": max(2, math.ceil(timeout))}
+        args: dict[str, Any] = {"connect_timeout": timeout}
+        if driver == "pymysql":
+            args["max_allowed_packet"] = 1024 * _MIB  # the server's limit is the one that counts
+        return args
+
+    def _engine_kwargs(self, url: URL) -> dict[str, Any]:
+        backend, driver = url.get_backend_name(), url.get_driver_name()
+        kwargs: dict[str, Any] = {"pool_timeout": self.timeout}
+        if backend in ("postgresql", "mysql", "mariadb"):
+            # Single statements need no transaction: one round trip each, not three.
+            kwargs["isolation_level"] = "AUTOCOMMIT"
+            if _engine_kwargs_supported("skip_autocommit_rollback"):
+                kwargs["skip_autocommit_rollback"] = True  # no ROLLBACK round trip per checkin
+            if backend != "postgresql":
+                kwargs["pool_recycle"] = 3600  # under MySQL's wait_timeout
+        options = dict(self._engine_options)
+        connect_args = {**self._connect_args(backend, driver), **options.pop("connect_args", {})}
+        kwargs.update(options)
+        kwargs["connect_args"] = connect_args
+        return kwargs
+
+    @staticmethod
+    def _on_connect(engine: Engine, backend: str) -> None:
+        if backend == "postgresql":
+            # SET on connect rather than a startup option, which PgBouncer refuses.
+            event.listen(engine, "connect", _prefer_generic_plans)
+
+    def _make_sync_engine(self, url: URL) -> Engine:
+        backend, driver = url.get_backend_name(), url.get_driver_name()
+        self._check_dialect(backend)
+        module, extra = _EXTRA_OF.get(driver, (None, None))
+        if module is not None and extra is not None:
+            require(module, extra)
+        kwargs = self._engine_kwargs(url)
+        memory = backend == "sqlite" and (
+            url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+        )
+        if memory:
+            kwargs.setdefault("poolclass", StaticPool)
+            kwargs.pop("pool_timeout")  # one connection, never waited for
+        engine = create_engine(url, **kwargs)
+        self._on_connect(engine, backend)
+        if backend == "sqlite":
+            pragmas: dict[str, str | int | None] = {
+                "busy_timeout": int(self.timeout * 1000),
+                "journal_mode": "WAL",
+                "synchronous": "NORMAL",
+            }
+            pragmas.update(self._sqlite_pragmas)
+            event.listen(engine, "connect", _pragma_setter(pragmas))
+        return engine
+
+    def _pick_async_driver(self) -> _Driver | None:
+        """The driver of native async calls, or `None` to run the sync engine in threads."""
+        if not _installed("greenlet"):  # SQLAlchemy's asyncio needs it
+            return None
+        if self._given_async is not None:
+            driver = self._given_async.dialect.driver
+            return _driver_for(driver) if driver in ("psycopg_async", "aiomysql") else None
+        if not self._owns:
+            return None  # a user's sync Engine: threads
+        async_driver = _ASYNC_OF.get(self.url.get_driver_name())
+        if async_driver is None:
+            return None
+        if not _installed(async_driver):
+            return None
+        return _driver_for(async_driver)
+
+    async def _async_engine(self) -> AsyncEngine:
+        """The async engine of the running event loop (async connections belong to one loop)."""
+        if self._given_async is not None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        entry = self._async_engines.get(loop)
+        if entry is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            backend, driver = self.url.get_backend_name(), self.url.get_driver_name()
+            url = self.url.set(drivername=f"{backend}+{_ASYNC_OF[driver]}")
+            kwargs = self._engine_kwargs(url)
+            kwargs["connect_args"].pop("max_allowed_packet", None)  # aiomysql has no such limit
+            engine = create_async_engine(url, **kwargs)
+            self._on_connect(engine.sync_engine, backend)
+            guard = _dispose_at_loop_shutdown(engine)
+            await guard.asend(None)
+            entry = self._async_engines[loop] = (engine, guard)
+        return entry[0]
+
+    @property
+    def engine(self) -> Engine:
+        """The sync engine (the one given, or made from the URL)."""
+        return self._sync_engine
+
+    def __repr__(self) -> str:
+        extra = "".join(
+            f", {name}={value!r}"
+            for name, value in (("namespace", self.namespace), ("ttl", self.ttl))
+            if value is not None
+        )
+        return f"SQLByteStore({self._masked_url!r}, table={self.table_name!r}{extra})"
+
+    # Errors
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        reason = getattr(exc, "orig", None) or exc
+        return BackendUnavailableError(
+            self._dialect_name, self.url.render_as_string(hide_password=False), reason
+        )
+
+    def _failed(self, exc: BaseException) -> KVStoreError:
+        detail = mask_secrets(str(exc), self.url.render_as_string(hide_password=False))
+        return KVStoreError(f"{self._dialect_name} error on table {self.table_name!r}: {detail}")
+
+    # Schema
+
+    def create_schema(self) -> None:
+        """Create the tables now if they are missing (otherwise done on first use)."""
+        self._ready()
+
+    async def acreate_schema(self) -> None:
+        """Async `create_schema`."""
+        await self._aready()
+
+    def _ready(self) -> _Statements:
+        statements = self._statements
+        if statements is None:
+            with self._schema_lock:
+                statements = self._statements
+                if statements is None:
+                    statements = self._statements = self._setup_sync()
+        return statements
+
+    async def _aready(self) -> _Statements:
+        statements = self._statements
+        if statements is not None:
+            return statements
+        if self._async_driver is None:
+            return await self._in_thread(self._ready)
+        # A threading lock, polled: an asyncio lock would tie the store to one event loop.
+        while not self._schema_lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+        try:
+            statements = self._statements
+            if statements is None:
+                statements = self._statements = await self._setup_async()
+        finally:
+            self._schema_lock.release()
+        return statements
+
+    def _setup_sync(self) -> _Statements:
+        for attempt in range(4):
+            with self._serial or contextlib.nullcontext():
+                try:
+                    connection = self._sync_engine.connect()
+                    if self._dialect_name == "postgresql":  # the advisory lock needs a transaction
+                        connection = connection.execution_options(isolation_level="READ COMMITTED")
+                except SQLAlchemyError as exc:
+                    raise self._unavailable(exc) from exc
+                try:
+                    with connection.begin():
+                        return self._setup(connection)
+                except DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        raise self._unavailable(exc) from exc
+                    if attempt == 3:
+                        raise self._failed(exc) from exc
+                finally:
+                    connection.close()
+            time.sleep(0.05 * (attempt + 1))  # another process is creating the tables
+        raise AssertionError("unreachable")
+
+    async def _setup_async(self) -> _Statements:
+        engine = await self._async_engine()
+        for attempt in range(4):
+            try:
+                connection = await engine.connect()
+                if self._dialect_name == "postgresql":
+                    await connection.execution_options(isolation_level="READ COMMITTED")
+            except SQLAlchemyError as exc:
+                raise self._unavailable(exc) from exc
+            try:
+                async with connection.begin():
+                    return await connection.run_sync(self._setup)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise self._unavailable(exc) from exc
+                if attempt == 3:
+                    raise self._failed(exc) from exc
+            finally:
+                await connection.close()
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _setup(self, connection: Connection) -> _Statements:
+        """Create the tables if missing, check the schema version, build the statements."""
+        dialect = connection.dialect
+        name = dialect.name
+        table, meta = self._table, self._meta
+        if name == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                {"name": f"kvstores:{table.fullname}"},
+            )
+        connection.execute(CreateTable(table, if_not_exists=True))
+        connection.execute(CreateTable(meta, if_not_exists=True))
+        version = connection.execute(
+            select(meta.c.value).where(meta.c.name == "schema_version")
+        ).scalar()
+        if version is None:
+            row = {"name": "schema_version", "value": str(SCHEMA_VERSION)}
+            if name == "postgresql":
+                connection.execute(
+                    postgresql_dialect.insert(meta).values(row).on_conflict_do_nothing()
+                )
+            elif name == "sqlite":
+                connection.execute(sqlite_dialect.insert(meta).values(row).on_conflict_do_nothing())
+            else:
+                connection.execute(mysql_dialect.insert(meta).values(row).prefix_with("IGNORE"))
+            version = str(SCHEMA_VERSION)
+        if not version.isdigit() or int(version) > SCHEMA_VERSION:
+            raise KVStoreError(
+                f"table {table.fullname!r} has schema version {version}; this kvstores "
+                f"knows up to {SCHEMA_VERSION}: upgrade kvstores"
+            )
+        try:  # a table of that name made by something else fails here, not on first write
+            connection.execute(select(*table.c).where(false()))
+        except DBAPIError as exc:
+            raise KVStoreError(
+                f"table {table.fullname!r} exists but is not a kvstores table: {exc.orig}"
+            ) from exc
+        return self._build_statements(connection)
+
+    def _build_statements(self, connection: Connection) -> _Statements:
+        dialect = connection.dialect
+        preparer = dialect.identifier_preparer
+        table = preparer.format_table(self._table)
+        meta = preparer.format_table(self._meta)
+        if dialect.name == "sqlite":
+            raw = connection.connection.driver_connection
+            getlimit = getattr(raw, "getlimit", None)
+            if getlimit is not None:  # capped: 32,766 already makes statements of 0.5 MB
+                max_params = min(int(getlimit(_SQLITE_LIMIT_VARIABLE_NUMBER)), 32766)
+            else:  # Python < 3.11: the compile-time default of the SQLite version
+                version = dialect.loaded_dbapi.sqlite_version_info
+                max_params = 32766 if version >= (3, 32, 0) else 999
+            return _SQLiteStatements(table, meta, preparer.quote, max_params)
+        if dialect.name == "postgresql":
+            return _PostgresStatements(table, meta, preparer.quote)
+        packet = int(connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar() or 0)
+        client = getattr(connection.connection.driver_connection, "max_allowed_packet", None)
+        if client:
+            packet = min(packet, int(client))
+        version = dialect.server_version_info or ()
+        is_mariadb = bool(getattr(dialect, "is_mariadb", False))
+        statements = _MySQLStatements(
+            table,
+            meta,
+            preparer.quote,
+            packet=packet,
+            row_alias=not is_mariadb and tuple(version) >= (8, 0, 20),
+        )
+        # The largest value one statement can carry, with room for its key and the SQL.
+        self._value_limit = min(self.max_value_size, statements.max_bytes - 8192)  # type: ignore[operator]
+        return statements
+
+    # Connections
+
+    @contextlib.contextmanager
+    def _session(self, transaction: bool = False) -> Iterator[Any]:
+        """A DBAPI cursor on a pooled connection; with `transaction`, one commit for everything.
+
+        Driver errors come out as `BackendUnavailableError` (connection lost) or `KVStoreError`.
+        """
+        serial = self._serial
+        if serial is not None:
+            serial.acquire()
+        try:
+            try:
+                threads = self._threads
+                fairy: Any = (
+                    self._sync_engine.raw_connection() if threads is None else threads.checkout()
+                )
+            except SQLAlchemyError as exc:
+                raise self._unavailable(exc) from exc
+            driver = self._driver
+            conn: Any = fairy.dbapi_connection
+            restore = False
+            try:
+                if driver.prefer_autocommit and not driver.autocommit(conn):
+                    driver.set_autocommit(conn, True)
+                    restore = True
+                auto = driver.autocommit(conn)
+                explicit = transaction and auto
+                if self._replans and _replan_now(fairy.info):
+                    conn.execute("DISCARD PLANS")
+                cursor = driver.cursor(conn)
+                try:
+                    if explicit:
+                        cursor.execute("BEGIN")
+                    yield cursor
+                    if explicit:
+                        cursor.execute("COMMIT")
+                    elif not auto:
+                        conn.commit()
+                finally:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
+            except BaseException as exc:
+                self._abandon(fairy, conn, exc)
+                if isinstance(exc, driver.error):
+                    if driver.broken(conn):
+                        raise self._unavailable(exc) from exc
+                    raise self._failed(exc) from exc
+                raise
+            finally:
+                if restore and fairy.is_valid:
+                    with contextlib.suppress(Exception):
+                        driver.set_autocommit(conn, False)
+                fairy.close()
+        finally:
+            if serial is not None:
+                serial.release()
+
+    def _abandon(self, fairy: Any, conn: Any, exc: BaseException) -> None:
+        """After a failure: roll back, or drop the connection if that fails or it is broken."""
+        if not isinstance(exc, Exception) or self._driver.broken(conn):
+            fairy.invalidate(exc if isinstance(exc, Exception) else None)
+            return
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection is unusable; drop it
+            fairy.invalidate()
+
+    @contextlib.asynccontextmanager
+    async def _asession(self, transaction: bool = False) -> AsyncIterator[Any]:
+        """The async twin of `_session`, on a pooled connection of the native async engine."""
+        driver = self._async_driver
+        assert driver is not None
+        engine = await self._async_engine()
+        try:
+            fairy: Any = await engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+        conn: Any = fairy.driver_connection
+        restore = False
+        try:
+            if driver.prefer_autocommit and not driver.autocommit(conn):
+                await driver.aset_autocommit(conn, True)
+                restore = True
+            auto = driver.autocommit(conn)
+            explicit = transaction and auto
+            if self._replans and _replan_now(fairy.info):
+                await conn.execute("DISCARD PLANS")
+            cursor = await driver.acursor(conn)
+            try:
+                if explicit:
+                    await cursor.execute("BEGIN")
+                yield cursor
+                if explicit:
+                    await cursor.execute("COMMIT")
+                elif not auto:
+                    await conn.commit()
+            finally:
+                with contextlib.suppress(Exception):
+                    await cursor.close()
+        except BaseException as exc:
+            await self._aabandon(fairy, driver, conn, exc)
+            if isinstance(exc, driver.error):
+                if driver.broken(conn):
+                    raise self._unavailable(exc) from exc
+                raise self._failed(exc) from exc
+            raise
+        finally:
+            if restore and fairy.is_valid:
+                with contextlib.suppress(Exception):
+                    await driver.aset_autocommit(conn, False)
+            pool = engine.sync_engine.pool
+            if (
+                self._quiet_checkin
+                and fairy.is_valid
+                and isinstance(pool, QueuePool)
+                and pool.checkedin() < pool.size()
+            ):
+                fairy.close()  # back into the pool: no I/O
+            else:  # a ROLLBACK or a close on checkin awaits: run it where SQLAlchemy can
+                await greenlet_spawn(fairy.close)
+
+    @staticmethod
+    async def _aabandon(fairy: Any, driver: _Driver, conn: Any, exc: BaseException) -> None:
+        if not isinstance(exc, Exception) or driver.broken(conn):
+            # Cancelled mid-statement: the connection's state is unknown, so it goes.
+            with contextlib.suppress(Exception):
+                await greenlet_spawn(fairy.invalidate, exc if isinstance(exc, Exception) else None)
+            return
+        try:
+            await conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection is unusable; drop it
+            with contextlib.suppress(Exception):
+                await greenlet_spawn(fairy.invalidate)
+
+    # The hooks
+
+    def _coerce_values(self, values: Collection[Any]) -> Collection[bytes]:
+        return coerce_byte_values(values, self._value_limit)
+
+    def _check_value_limit(self, items: dict[str, bytes]) -> None:
+        # MySQL may lower the limit once connected, after the batch was first checked.
+        if self._value_limit < self.max_value_size and items:
+            coerce_byte_values(items.values(), self._value_limit)
+
+    def _upserts(self, statements: _Statements, items: dict[str, bytes]) -> list[tuple[str, Any]]:
+        expires = None if self.ttl is None else time.time() + self.ttl
+        keys, values = list(items), list(items.values())
+        long = max(map(len, keys)) > _HEAD
+        work = [
+            statements.upsert(self._ns, keys[start:stop], values[start:stop], expires, long)
+            for start, stop in statements.upsert_bounds(keys, values, long)
+        ]
+        if expires is not None and not self._marked:
+            mark = statements.expiry_mark(self._ns)
+            if mark is not None:
+                work.insert(0, mark)
+        return work
+
+    def _mset(self, items: dict[str, bytes]) -> None:
+        statements = self._statements or self._ready()
+        self._check_value_limit(items)
+        work = self._upserts(statements, items)
+        with self._session(transaction=len(work) > 1) as cursor:
+            for sql, params in work:
+                cursor.execute(sql, params)
+        if self.ttl is not None:
+            self._marked = True
+
+    async def _amset(self, items: dict[str, bytes]) -> None:
+        if self._async_driver is None:
+            await self._in_thread(self._mset, items)
+            return
+        statements = self._statements or await self._aready()
+        self._check_value_limit(items)
+        work = self._upserts(statements, items)
+        async with self._asession(transaction=len(work) > 1) as cursor:
+            for sql, params in work:
+                await cursor.execute(sql, params)
+        if self.ttl is not None:
+            self._marked = True
+
+    def _selects(
+        self, statements: _Statements, keys: list[str]
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        """The select statements of a batch, and whether rows carry the hash (long keys)."""
+        # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
+        now = time.time()
+        if max(map(len, keys)) <= _HEAD:
+            size = statements.key_chunk(False)
+            return [statements.select(self._ns, chunk, now) for chunk in chunked(keys, size)], False
+        work = []
+        for chunk in chunked(keys, statements.key_chunk(True)):
+            short = [k for k in chunk if len(k) <= _HEAD]
+            long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
+            if long:
+                work.append(statements.select_mixed(self._ns, short, long, now))
+            else:
+                work.append(statements.select(self._ns, short, now))
+        return work, True
+
+    def _values_in_order(
+        self, statements: _Statements, keys: list[str], found: dict[Any, bytes], mixed: bool
+    ) -> list[bytes | None]:
+        if not mixed:
+            if statements.binary_keys:
+                return [found.get(k.encode()) for k in keys]
+            return list(map(found.get, keys))
+        out: list[bytes | None] = []
+        for key in keys:
+            head, key_hash = _cursor_of(key)
+            lookup = head.encode() if statements.binary_keys else head
+            out.append(found.get((lookup, key_hash)))
+        return out
+
+    @staticmethod
+    def _collect(rows: Sequence[Any], found: dict[Any, bytes], mixed: bool) -> None:
+        if not mixed:
+            found.update(rows)
+            return
+        for row in rows:
+            if len(row) == 3:
+                found[(row[0], row[1])] = row[2]
+            else:  # a chunk of short keys only, within a mixed batch
+                found[(row[0], _NO_HASH)] = row[1]
+
+    def _mget(self, keys: list[str]) -> list[bytes | None]:
+        statements = self._statements or self._ready()
+        work, mixed = self._selects(statements, keys)
+        found: dict[Any, bytes] = {}
+        with self._session() as cursor:
+            for sql, params in work:
+                cursor.execute(sql, params)
+                self._collect(cursor.fetchall(), found, mixed)
+        return self._values_in_order(statements, keys, found, mixed)
+
+    async def _amget(self, keys: list[str]) -> list[bytes | None]:
+        if self._async_driver is None:
+            return await self._in_thread(self._mget, keys)
+        statements = self._statements or await self._aready()
+        work, mixed = self._selects(statements, keys)
+        found: dict[Any, bytes] = {}
+        async with self._asession() as cursor:
+            for sql, params in work:
+                await cursor.execute(sql, params)
+                self._collect(await cursor.fetchall(), found, mixed)
+        return self._values_in_order(statements, keys, found, mixed)
+
+    def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
+        work = []
+        any_long = max(map(len, keys)) > _HEAD
+        for chunk in chunked(keys, statements.key_chunk(any_long)):
+            short = [k for k in chunk if len(k) <= _HEAD]
+            long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
+            work.append(statements.delete(self._ns, short, long))
+        return work
+
+    def _mdelete(self, keys: list[str]) -> None:
+        statements = self._statements or self._ready()
+        work = self._deletes(statements, keys)
+        with self._session(transaction=len(work) > 1) as cursor:
+            for sql, params in work:
+                cursor.execute(sql, params)
+
+    async def _amdelete(self, keys: list[str]) -> None:
+        if self._async_driver is None:
+            await self._in_thread(self._mdelete, keys)
+            return
+        statements = self._statements or await self._aready()
+        work = self._deletes(statements, keys)
+        async with self._asession(transaction=len(work) > 1) as cursor:
+            for sql, params in work:
+                await cursor.execute(sql, params)
+
+    def _yield_keys(self, prefix: str) -> Iterator[str]:
+        # `keyset_pages` is the generator itself (a wrapper generator would cost a resume per
+        # key); the first page, not this call, sets up the schema and connects.
+        def fetch_page(after: str | None, limit: int) -> list[str]:
+            statements = self._statements or self._ready()
+            position = None if after is None else _cursor_of(after)
+            sql, params = statements.page(self._ns, prefix, position, limit, time.time())
+            with self._session() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            return statements.keys_of(rows)
+
+        return keyset_pages(fetch_page, self.page_size)
+
+    def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
+        if self._async_driver is None:
+            return self._ayield_in_thread(prefix)
+
+        async def fetch_page(after: str | None, limit: int) -> list[str]:
+            statements = self._statements or await self._aready()
+            position = None if after is None else _cursor_of(after)
+            sql, params = statements.page(self._ns, prefix, position, limit, time.time())
+            async with self._asession() as cursor:
+                await cursor.execute(sql, params)
+                rows = await cursor.fetchall()
+            return statements.keys_of(rows)
+
+        return akeyset_pages(fetch_page, self.page_size)
+
+    # Async calls without an async driver: the sync ones in a worker thread
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a sync call in a worker thread: on SQLite always the same one per store, so
+        one connection (and its page cache, reset whenever another connection writes)
+        serves every async call, as aiosqlite does; elsewhere the default executor."""
+        executor = None
+        if self._dialect_name == "sqlite":
+            with self._executor_lock:
+                executor = self._executor
+                if executor is None:
+                    executor = self._executor = ThreadPoolExecutor(
+                        1, thread_name_prefix="kvstores-sqlite"
+                    )
+        call = functools.partial(contextvars.copy_context().run, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    async def _ayield_in_thread(self, prefix: str) -> AsyncIterator[str]:
+        """`ayield_keys` a page at a time from the sync iterator, one thread hop per page."""
+        iterator = self._yield_keys(prefix)  # lazy: the first page is fetched in the thread
+        size = self.page_size
+        try:
+            while True:
+                page = await self._in_thread(lambda: list(islice(iterator, size)))
+                for key in page:
+                    yield key
+                if len(page) < size:
+                    return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    # Expiry
+
+    def purge_expired(self) -> int:
+        """Delete this namespace's expired entries now; returns how many were deleted."""
+        statements = self._statements or self._ready()
+        sql, params = statements.purge(self._ns, time.time())
+        with self._session() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+    async def apurge_expired(self) -> int:
+        """Async `purge_expired`."""
+        if self._async_driver is None:
+            return await self._in_thread(self.purge_expired)
+        statements = self._statements or await self._aready()
+        sql, params = statements.purge(self._ns, time.time())
+        async with self._asession() as cursor:
+            await cursor.execute(sql, params)
+            return int(cursor.rowcount)
+
+    # Lifecycle
+
+    def close(self) -> None:
+        """Dispose the engines this store made; an engine it was given stays open."""
+        self._stop_executor()
+        if self._threads is not None:
+            self._threads.close_all()
+        if self._owns_sync:
+            self._sync_engine.dispose()
+        for loop, (engine, guard) in list(self._async_engines.items()):
+            del self._async_engines[loop]
+            if not loop.is_closed() and not loop.is_running():
+                try:
+                    loop.run_until_complete(guard.aclose())  # disposes the engine in its loop
+                    continue
+                except Exception:  # noqa: BLE001 - fall back to letting go
+                    pass
+            engine.sync_engine.dispose(close=False)  # its loop is gone or busy: let go
+
+    async def aclose(self) -> None:
+        """Async `close`."""
+        current = asyncio.get_running_loop()
+        for loop, (engine, guard) in list(self._async_engines.items()):
+            del self._async_engines[loop]
+            if loop is current:
+                await guard.aclose()
+            else:
+                engine.sync_engine.dispose(close=False)
+        self._stop_executor()
+        if self._threads is not None:
+            self._threads.close_all()
+        if self._owns_sync:
+            await asyncio.to_thread(self._sync_engine.dispose)
+
+    def _stop_executor(self) -> None:
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+
+async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncGenerator[None, None]:
+    """Started in an event loop, this suspended generator disposes `engine` when the loop
+    shuts down: ``asyncio.run`` and pytest's loops close every async generator first, so
+    the engine's connections close in the loop they belong to, never after it is gone."""
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+def _prefer_generic_plans(dbapi_connection: Any, connection_record: Any) -> None:
+    """Generic plans for the store's PostgreSQL connections (see `_replan_now`)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+    except Exception:  # noqa: BLE001 - PostgreSQL < 12: plans as the server decides
+        dbapi_connection.rollback()
+    else:
+        dbapi_connection.commit()  # a no-op in autocommit; else keeps the SET
+    finally:
+        cursor.close()
+
+
+def _replan_now(info: dict[str, Any]) -> bool:
+    """Whether a PostgreSQL connection of the store should drop its cached plans now.
+
+    Every statement the store runs probes or scans a range of the primary key whatever its
+    parameters, so its connections use generic plans, made once per statement and prepared
+    by psycopg on first use: no planning per call. But a plan is made for the table as it
+    is then, and one made while the table was empty or tiny (a scan of the namespace may be
+    cheapest there) stays until the next ANALYZE. Dropping the plans at a connection's 8th,
+    16th, 32nd, … use (``DISCARD PLANS``, then every 65,536th) has them made again for the
+    table as it has grown, at the cost of a round trip now and then.
+    """
+    uses: int = info.get("kvstores_uses", 0) + 1
+    info["kvstores_uses"] = uses
+    return uses >= 8 and (uses & (uses - 1) == 0 or uses % 65536 == 0)
+
+
+def _pragma_setter(pragmas: Mapping[str, str | int | None]) -> Callable[[Any, Any], None]:
+    for name, value in pragmas.items():
+        if not _PRAGMA_NAME.match(name):
+            raise ValueError(f"not a pragma name: {name!r}")
+        if value is not None and not _PRAGMA_VALUE.match(str(value)):
+            raise ValueError(f"pragma {name} takes a plain word or number, not {value!r}")
+    statements = [
+        f"PRAGMA {name} = {value}" for name, value in pragmas.items() if value is not None
+    ]
+
+    def set_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    return set_pragmas
