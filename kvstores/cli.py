@@ -300,7 +300,7 @@ def ls_command(
     is printed as a JSON string ("a\\nb"), so each line is one key; with -0 every key is
     printed as is, NUL-terminated.
     """
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     end = b"\0" if null else b"\n"
     with _user_store(ctx, url, writes=False) as store:
         keys = store.yield_keys(prefix=prefix)
@@ -332,7 +332,7 @@ def get_command(ctx: click.Context, keys: tuple[str, ...], as_json: bool, url: s
     """
     with _user_store(ctx, url, writes=False) as store:
         values = store.mget(list(keys))
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for key, value in zip(keys, values, strict=True):
         if as_json:
             out.write(_json_line(key, value).encode("utf-8", "surrogateescape") + b"\n")
@@ -369,7 +369,7 @@ def put_command(ctx: click.Context, key: str, value: str, url: str | None) -> No
     An existing value is replaced. A ttl comes from the URL (?ttl=SECONDS). To store the
     one-character value "-", pipe it: printf %s - | kvstores put KEY -
     """
-    data = click.get_binary_stream("stdin").read() if value == "-" else os.fsencode(value)
+    data = sys.stdin.buffer.read() if value == "-" else os.fsencode(value)
     with _user_store(ctx, url, writes=True) as store:
         store.mset([(key, data)])
 

@@ -91,6 +91,7 @@ store is built: values are bytes, and decoding them would corrupt binary data.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import math
 import threading
@@ -151,9 +152,8 @@ _DRIVER_ERRORS = (RedisError, RedisClusterException)
 _HIREDIS_PACKS: bool = getattr(
     redis.utils, "HIREDIS_PACK_AVAILABLE", redis.utils.HIREDIS_AVAILABLE
 ) and hasattr(sync_connection, "HiredisRespSerializer")
-_hiredis: Any = None
-if _HIREDIS_PACKS:
-    import hiredis as _hiredis
+# Imported by name: hiredis is optional, and mypy must pass whether or not it is installed.
+_hiredis: Any = importlib.import_module("hiredis") if _HIREDIS_PACKS else None
 
 
 class _HiredisPacker:
