@@ -19,6 +19,8 @@ DEV = [
     "mypy==2.4.1",
     "pytest-asyncio>=0.24",
     "nox",
+    # A user's AsyncEngine on SQLite, in the SQL tests.
+    "aiosqlite>=0.20",
     # LangChain's standard store suites and the real classes the drop-in tests use.
     "langchain-tests>=0.3",
     "langchain-classic>=1.0",
