@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 import struct
 import threading
 import time
@@ -27,8 +28,10 @@ __all__ = ["LocalFileStore"]
 # starts with a prefix exactly when its name starts with the prefix's name, and listing with
 # a prefix is a filter over one os.scandir stream.
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+_NAME_CHARS = re.compile(r"[a-z0-9_.%\-\x00]*")  # those of escaped names, and NUL to join them
 _NAME_LIMIT = 140  # under every common filesystem's limit (ext4 255, eCryptfs 143)
 _HEAD = _NAME_LIMIT - 65  # a long name: the first _HEAD characters, "~", sha256 of the key
+_LIST_PAGE = 1000  # directory entries filtered and decoded at a time by yield_keys
 _NAMESPACES = "~ns"  # names starting with "~" or "." are never keys: dirs, markers, temp files
 _TTL_MARKER = "~ttl"  # present once a store with a ttl wrote here: listings must read headers
 
@@ -67,12 +70,33 @@ def _file_name(key: str) -> str:
     return f"{name[:_HEAD]}~{hashlib.sha256(key.encode()).hexdigest()}"
 
 
-def _unescape(name: str) -> str:
+def _unescape(name: str) -> str | None:
+    """The key a file name stands for; `None` for a name that is not an escaped key."""
+    if _NAME_CHARS.fullmatch(name) is None:  # not a name this store writes
+        return None
     if "%" not in name:
         return name
     # Names hold no backslash (it is escaped), so turning each "%" into a backslash-x escape and
     # decoding those bytes at C speed is exact, and several times faster than urllib's unquote.
-    return codecs.escape_decode(name.replace("%", "\\x"))[0].decode()
+    try:
+        key: str = codecs.escape_decode(name.replace("%", "\\x"))[0].decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return None if "\x00" in key else key
+
+
+def _unescape_names(joined: str, count: int) -> list[str] | None:
+    """`count` names joined by NUL (in no file name and no key), decoded in one call.
+
+    `None` if any of them does not decode or decodes to a NUL: such a name is not ours.
+    """
+    if "%" in joined:
+        try:
+            joined = codecs.escape_decode(joined.replace("%", "\\x"))[0].decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+    keys = joined.split("\x00") if count else []
+    return keys if len(keys) == count else None
 
 
 class LocalFileStore(BackendStore[bytes]):
@@ -234,23 +258,49 @@ class LocalFileStore(BackendStore[bytes]):
             return
         with entries:
             expiring = os.path.exists(self._marker)
-            for entry in entries:
-                name = entry.name
-                if name[0] in ".~":
-                    continue
-                if "~" in name:  # a long name: the key is in the file
-                    head = name.partition("~")[0]
-                    if head.startswith(name_prefix) or name_prefix.startswith(head):
-                        key = self._stored_key(entry.path)
-                        if key is not None and key.startswith(prefix):
+            if expiring or len(name_prefix) > _HEAD:  # headers to read, or long names to check
+                for entry in entries:
+                    key = self._entry_key(entry, name_prefix, prefix, expiring)
+                    if key is not None:
+                        yield key
+                return
+            # A page of names at a time: filtered, then decoded in one C-level call.
+            while page := list(itertools.islice(entries, _LIST_PAGE)):
+                names = [name for entry in page if (name := entry.name).startswith(name_prefix)]
+                joined = "\x00".join(names)
+                if (
+                    _NAME_CHARS.fullmatch(joined) is None  # long names, "~ns", not ours
+                    or joined.startswith(".")  # temporary files
+                    or "\x00." in joined
+                ):
+                    for entry in page:
+                        key = self._entry_key(entry, name_prefix, prefix, expiring)
+                        if key is not None:
                             yield key
-                elif name.startswith(name_prefix):
-                    if expiring and self._expired(entry.path):
-                        continue
-                    try:
-                        yield _unescape(name)
-                    except (ValueError, UnicodeDecodeError):
-                        continue  # a file that is not ours: not a key
+                    continue
+                keys = _unescape_names(joined, len(names))
+                if keys is None:  # a name that does not decode is not ours: one by one
+                    keys = [key for name in names if (key := _unescape(name)) is not None]
+                for key in keys:  # a loop beats `yield from` a list on 3.11
+                    yield key
+
+    def _entry_key(
+        self, entry: os.DirEntry[str], name_prefix: str, prefix: str, expiring: bool
+    ) -> str | None:
+        """The key of one directory entry if it is a live key starting with `prefix`."""
+        name = entry.name
+        if name[0] in ".~":
+            return None
+        if "~" in name:  # a long name: the key is in the file
+            head = name.partition("~")[0]
+            if head.startswith(name_prefix) or name_prefix.startswith(head):
+                key = self._stored_key(entry.path)
+                if key is not None and key.startswith(prefix):
+                    return key
+            return None
+        if not name.startswith(name_prefix) or (expiring and self._expired(entry.path)):
+            return None
+        return _unescape(name)
 
     def _read_header(self, path: str) -> bytes | None:
         try:

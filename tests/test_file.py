@@ -158,3 +158,28 @@ def test_unknown_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "k").write_bytes(b"\x7fjunk")
     with pytest.raises(Exception, match="not a kvstores file"):
         LocalFileStore(tmp_path).mget(["k"])
+
+
+@pytest.mark.parametrize("prefix", ["", "k", "k/1", "é"])
+def test_listing_pages_skip_files_that_are_not_keys(tmp_path: Path, prefix: str) -> None:
+    """Listing decodes a page of names at once; a page holding a file that is not a key's
+    (a temporary file, a namespace, a name with a backslash or a bad escape) must lose only
+    that file, on whichever page it falls."""
+    store = LocalFileStore(tmp_path)
+    other = LocalFileStore(tmp_path, namespace="other")
+    keys = [f"k/{i}" for i in range(2500)] + ["é/1", "k\n1", "k" + "\u00e9" * 300]
+    store.mset([(k, b"v") for k in keys])
+    other.mset([("k/x", b"v")])
+    for junk in [".tmp-1-2-3", "k%2fbad\\n", "k%zz", "k%ff", "k%2f%00", "k\\x41", "é%2f2"]:
+        (tmp_path / junk).write_bytes(b"\x00v")
+    expected = sorted(k for k in keys if k.startswith(prefix))
+    assert sorted(store.yield_keys(prefix=prefix)) == expected
+    assert list(other.yield_keys(prefix=prefix)) == (["k/x"] if "k/x".startswith(prefix) else [])
+
+
+def test_listing_with_a_prefix_longer_than_a_long_names_head(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path)
+    keys = ["%" * 300 + "a", "%" * 300 + "b", "%" * 30]  # "%" escapes to 3 characters
+    store.mset([(k, b"v") for k in keys])
+    assert sorted(store.yield_keys(prefix="%" * 100)) == sorted(keys[:2])
+    assert list(store.yield_keys(prefix="%" * 300 + "b")) == [keys[1]]
