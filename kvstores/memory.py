@@ -80,13 +80,16 @@ class InMemoryStore(BackendStore[V]):
         # A snapshot of the key list (pointers only) so writes during iteration never break it.
         now = time.monotonic()
         with self._lock:
-            if self.ttl is None:
-                keys = list(self._data)
-            else:
+            if self.ttl is not None:
                 keys = [k for k, expires in self._expires.items() if expires >= now]
-        if prefix:
+            elif prefix:
+                keys = [k for k in self._data if k.startswith(prefix)]
+            else:
+                keys = list(self._data)
+        if prefix and self.ttl is not None:
             keys = [k for k in keys if k.startswith(prefix)]
-        yield from keys
+        for key in keys:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
+            yield key
 
     def purge_expired(self) -> int:
         """Drop every expired entry now; returns how many were dropped."""

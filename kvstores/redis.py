@@ -802,7 +802,8 @@ class RedisByteStore(BackendStore[bytes]):
                     in_flight = True  # the connection's state is unknown: drop it below
                     raise self._error(exc) from exc
                 if page:
-                    yield from self._decode_page(page, seen)
+                    for key in self._decode_page(page, seen):  # noqa: UP028 - faster on 3.11
+                        yield key
         finally:
             if in_flight:  # left early, or failed: a reply may still be on its way
                 connection.disconnect()
@@ -817,7 +818,8 @@ class RedisByteStore(BackendStore[bytes]):
             except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from exc
             if page:
-                yield from self._decode_page(page, seen)
+                for key in self._decode_page(page, seen):  # noqa: UP028 - faster on 3.11
+                    yield key
             if not cursor:
                 return
 
