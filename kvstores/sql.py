@@ -209,6 +209,11 @@ def _split_key(key: str) -> tuple[str, bytes, str]:
     return key[:_HEAD], hashlib.sha256(key.encode()).digest(), key[_HEAD:]
 
 
+def _may_hold_heads(keys: list[str]) -> bool:
+    """Whether a page listed by heads may hold the head of a long key (256 characters)."""
+    return bool(keys) and max(map(len, keys)) >= _HEAD
+
+
 def _cursor_of(key: str) -> tuple[str, bytes]:
     """The ``(key, key_hash)`` position of a key in the primary key order."""
     if len(key) <= _HEAD:
@@ -373,19 +378,15 @@ class _Statements:
         expires = self.c["expires_at"]
         return f"({expires} IS NULL OR {expires} > {self.ph('now')})"
 
-    #: Whether listing skips the expiry check in namespaces never written with a ttl (see
-    #: `expiry_mark`): where checking reads more than the index (SQLite: the table row) or
-    #: costs more than the check of a flag evaluated once per statement.
+    #: Whether a store's first write with a ttl marks its namespace (`expiry_mark`), so that
+    #: listing can leave the expiry check, which reads the table row, out of its page query
+    #: while the namespace holds no expiring row (`mark_lookup`).
     marks_expiring = False
 
-    def page_expiry_filter(self) -> str:
-        if not self.marks_expiring:
-            return self.expiry_filter()
-        expires = self.c["expires_at"]
-        return (
-            f"(NOT EXISTS (SELECT 1 FROM {self.meta} WHERE name = {self.ph('mark')}) "
-            f"OR {expires} IS NULL OR {expires} > {self.ph('now')})"
-        )
+    def mark_lookup(self, ns: str) -> tuple[str, dict[str, Any]]:
+        """The query returning a row once `ns` may hold rows with an expiry."""
+        sql = f"SELECT 1 FROM {self.meta} WHERE name = {self.ph('mark')}"
+        return sql, {"mark": self.text_param(_EXPIRING + ns)}
 
     def after_condition(self) -> str:
         key, key_hash = self.c["key"], self.c["key_hash"]
@@ -393,11 +394,25 @@ class _Statements:
         return f"({key} > {after} OR ({key} = {after} AND {key_hash} > {after_hash}))"
 
     def page(
-        self, ns: str, prefix: str, after: tuple[str, bytes] | None, limit: int, now: float
+        self,
+        ns: str,
+        prefix: str,
+        after: tuple[str, bytes] | None,
+        limit: int,
+        now: float,
+        *,
+        expiry: bool = True,
+        heads: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """One page of keys (one-column rows) after `after`, in primary key order."""
+        """One page of keys (one-column rows) after `after`, in primary key order.
+
+        Without `expiry`, expired rows are listed too; with `heads`, a long key comes as its
+        256-character head, so that the query reads only the primary key index.
+        """
         t = self.text_param
-        params: dict[str, Any] = {"ns": t(ns), "now": now, "limit": limit}
+        params: dict[str, Any] = {"ns": t(ns), "limit": limit}
+        if expiry:
+            params["now"] = now
         if len(prefix) > _HEAD:
             mode, rest = "long", prefix[_HEAD:]
             params["head"], params["lo"] = t(prefix[:_HEAD]), t(rest)
@@ -420,15 +435,15 @@ class _Statements:
             else:
                 cursor = "pair"
                 params["after_hash"] = after[1]
-        if self.marks_expiring:
-            params["mark"] = _EXPIRING + ns
         sql = self._cached(
-            ("page", mode, upper is not None, cursor),
-            lambda: self._page_sql(mode, upper is not None, cursor),
+            ("page", mode, upper is not None, cursor, expiry, heads),
+            lambda: self._page_sql(mode, upper is not None, cursor, expiry, heads),
         )
         return sql, params
 
-    def _page_sql(self, mode: str, upper: bool, cursor: str | None) -> str:
+    def _page_sql(
+        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
+    ) -> str:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
         if mode == "short":
@@ -444,9 +459,11 @@ class _Statements:
             where.append(f"{c['key']} > {ph('after')}")
         elif cursor == "pair":
             where.append(self.after_condition())
-        where.append(self.page_expiry_filter())
+        if expiry:
+            where.append(self.expiry_filter())
+        selected = c["key"] if heads else self.key_expression()
         return (
-            f"SELECT {self.key_expression()} FROM {self.table} AS o "
+            f"SELECT {selected} FROM {self.table} AS o "
             f"WHERE {' AND '.join(where)} ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
         )
 
@@ -1788,17 +1805,37 @@ class SQLByteStore(BackendStore[bytes]):
             for sql, params in work:
                 await cursor.execute(sql, params)
 
+    def _must_filter_expired(self, statements: _Statements) -> bool | None:
+        """Whether listing must filter out expired rows; `None`: ask the namespace's mark."""
+        if self.ttl is not None or self._marked or not statements.marks_expiring:
+            return True
+        return None
+
+    def _saw_mark(self, rows: Sequence[Any]) -> bool:
+        if rows:
+            self._marked = True  # marks are never removed
+        return bool(rows)
+
     def _yield_keys(self, prefix: str) -> Iterator[str]:
         # `keyset_pages` is the generator itself (a wrapper generator would cost a resume per
         # key); the first page, not this call, sets up the schema and connects.
         def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or self._ready()
             position = None if after is None else _cursor_of(after)
-            sql, params = statements.page(self._ns, prefix, position, limit, time.time())
             with self._session() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-            return statements.keys_of(rows)
+                expiry = self._must_filter_expired(statements)
+                if expiry is None:  # one indexed read: is the index alone enough to list?
+                    cursor.execute(*statements.mark_lookup(self._ns))
+                    expiry = self._saw_mark(cursor.fetchall())
+                for heads in (True, False):  # the whole keys only for a page with a long one
+                    sql, params = statements.page(
+                        self._ns, prefix, position, limit, time.time(), expiry=expiry, heads=heads
+                    )
+                    cursor.execute(sql, params)
+                    keys = statements.keys_of(cursor.fetchall())
+                    if not _may_hold_heads(keys):
+                        break
+            return keys
 
         return keyset_pages(fetch_page, self.page_size)
 
@@ -1809,11 +1846,20 @@ class SQLByteStore(BackendStore[bytes]):
         async def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or await self._aready()
             position = None if after is None else _cursor_of(after)
-            sql, params = statements.page(self._ns, prefix, position, limit, time.time())
             async with self._asession() as cursor:
-                await cursor.execute(sql, params)
-                rows = await cursor.fetchall()
-            return statements.keys_of(rows)
+                expiry = self._must_filter_expired(statements)
+                if expiry is None:
+                    await cursor.execute(*statements.mark_lookup(self._ns))
+                    expiry = self._saw_mark(await cursor.fetchall())
+                for heads in (True, False):
+                    sql, params = statements.page(
+                        self._ns, prefix, position, limit, time.time(), expiry=expiry, heads=heads
+                    )
+                    await cursor.execute(sql, params)
+                    keys = statements.keys_of(await cursor.fetchall())
+                    if not _may_hold_heads(keys):
+                        break
+            return keys
 
         return akeyset_pages(fetch_page, self.page_size)
 

@@ -341,11 +341,14 @@ def test_yield_keys_pages_and_never_selects_values(
     store.mset([(f"{'ab'[i % 2]}/{i:04d}", b"v") for i in range(1000)])
     statements.clear()
     assert len(list(store.yield_keys(prefix="a/"))) == 500
-    assert len(statements) == 6  # five full pages and an empty one
+    pages = [s for s in statements if "LIMIT" in s]
+    assert len(pages) == 6  # five full pages and an empty one
     for statement in statements:
         assert _kind(statement) == "SELECT"
         assert "value" not in statement.split("FROM")[0]
-        assert "LIMIT" in statement
+    # Before each page, one look at the namespace's expiry mark, until it is seen.
+    assert len(statements) == 12
+    assert all("kvstores_meta" in s for s in statements[::2])
 
 
 def test_prefix_listing_is_an_index_range_scan(tmp_path: Path) -> None:
@@ -356,8 +359,36 @@ def test_prefix_listing_is_an_index_range_scan(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "kv.db")
     sql = statements[-1].replace("SELECT", "EXPLAIN QUERY PLAN SELECT", 1)
     plan = " ".join(row[-1] for row in db.execute(sql))
-    assert "USING INDEX sqlite_autoindex_kvstores_1 (namespace=? AND key>? AND key<?)" in plan
+    # Where no row can expire, the index alone answers: no table row is read.
+    index = "USING COVERING INDEX sqlite_autoindex_kvstores_1 (namespace=? AND key>? AND key<?)"
+    assert index in plan
     assert "SCAN" not in plan
+
+
+def test_listing_hides_rows_another_store_wrote_with_a_ttl(tmp_path: Path) -> None:
+    """A store without a ttl lists by the index alone only while its namespace holds no
+    expiring row: once a store with a ttl writes there, its expired rows stay hidden."""
+    lister = _file_store(tmp_path)
+    lister.mset([("a/kept", b"v")])
+    assert list(lister.yield_keys(prefix="a/")) == ["a/kept"]  # no mark yet: index only
+    writer = SQLByteStore(f"sqlite:///{tmp_path / 'kv.db'}", ttl=0.05)
+    writer.mset([("a/gone", b"v")])
+    assert sorted(lister.yield_keys(prefix="a/")) == ["a/gone", "a/kept"]
+    time.sleep(0.1)
+    assert list(lister.yield_keys(prefix="a/")) == ["a/kept"]
+    assert list(_file_store(tmp_path).yield_keys(prefix="a/")) == ["a/kept"]
+
+
+def test_listing_long_keys_across_pages(tmp_path: Path) -> None:
+    """Pages listed by the index alone hold heads of long keys; such a page is read again
+    whole, and the next page starts after the long key's (head, hash)."""
+    store = _file_store(tmp_path)
+    store.page_size = 3
+    head = "h" * 256
+    keys = ["h" * 255, head, *(head + c for c in "abcdefg"), "i", "j" * 300]
+    store.mset([(k, b"v") for k in keys])
+    assert sorted(store.yield_keys()) == sorted(keys)
+    assert sorted(store.yield_keys(prefix="h")) == sorted(keys[:-2])
 
 
 # Keys longer than the indexed head
