@@ -378,10 +378,12 @@ class _Statements:
         expires = self.c["expires_at"]
         return f"({expires} IS NULL OR {expires} > {self.ph('now')})"
 
-    #: Whether a store's first write with a ttl marks its namespace (`expiry_mark`), so that
-    #: listing can leave the expiry check, which reads the table row, out of its page query
-    #: while the namespace holds no expiring row (`mark_lookup`).
-    marks_expiring = False
+    #: A store's first write with a ttl marks its namespace (`expiry_mark`), so that listing
+    #: can leave the expiry check, which reads the table row, out of its page query while the
+    #: namespace holds no expiring row. How listing reads the mark: ``"lookup"``, a query
+    #: before each page (`mark_lookup`: cheap in-process); ``"sql"``, in the page query itself
+    #: (``expiry=None``: one round trip); `None`: no marks, every page query checks expiry.
+    mark_check: ClassVar[str | None] = None
 
     def mark_lookup(self, ns: str) -> tuple[str, dict[str, Any]]:
         """The query returning a row once `ns` may hold rows with an expiry."""
@@ -401,18 +403,21 @@ class _Statements:
         limit: int,
         now: float,
         *,
-        expiry: bool = True,
+        expiry: bool | None = True,
         heads: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """One page of keys (one-column rows) after `after`, in primary key order.
 
-        Without `expiry`, expired rows are listed too; with `heads`, a long key comes as its
-        256-character head, so that the query reads only the primary key index.
+        With `expiry` False, expired rows are listed too; `None` leaves that to the
+        namespace's mark, read by the query (where `mark_check` is ``"sql"``). With `heads`,
+        a long key comes as its 256-character head, so that the query needs only the index.
         """
         t = self.text_param
         params: dict[str, Any] = {"ns": t(ns), "limit": limit}
-        if expiry:
+        if expiry is not False:
             params["now"] = now
+        if expiry is None:
+            params["mark"] = t(_EXPIRING + ns)
         if len(prefix) > _HEAD:
             mode, rest = "long", prefix[_HEAD:]
             params["head"], params["lo"] = t(prefix[:_HEAD]), t(rest)
@@ -442,7 +447,7 @@ class _Statements:
         return sql, params
 
     def _page_sql(
-        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
+        self, mode: str, upper: bool, cursor: str | None, expiry: bool | None, heads: bool
     ) -> str:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
@@ -459,13 +464,22 @@ class _Statements:
             where.append(f"{c['key']} > {ph('after')}")
         elif cursor == "pair":
             where.append(self.after_condition())
-        if expiry:
-            where.append(self.expiry_filter())
         selected = c["key"] if heads else self.key_expression()
-        return (
-            f"SELECT {selected} FROM {self.table} AS o "
-            f"WHERE {' AND '.join(where)} ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
-        )
+
+        def query(conditions: list[str]) -> str:
+            return (
+                f"SELECT {selected} FROM {self.table} AS o WHERE {' AND '.join(conditions)} "
+                f"ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
+            )
+
+        if expiry is None:
+            # Two branches, of which the mark's presence, evaluated once, runs one: without
+            # it the index alone answers; with it, rows are read to check their expiry.
+            mark = f"EXISTS (SELECT 1 FROM {self.meta} WHERE name = {ph('mark')})"
+            unmarked = query([f"NOT {mark}", *where])
+            marked = query([mark, *where, self.expiry_filter()])
+            return f"({unmarked}) UNION ALL ({marked})"
+        return query([*where, self.expiry_filter()] if expiry else where)
 
     def purge(self, ns: str, now: float) -> tuple[str, dict[str, Any]]:
         c, ph = self.c, self.ph
@@ -477,7 +491,7 @@ class _Statements:
 
     def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
         """The statement marking `ns` as holding expiring rows, run in the transaction of a
-        store's first write with a ttl, where `marks_expiring`."""
+        store's first write with a ttl, where `mark_check` is set."""
         return None
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
@@ -487,7 +501,7 @@ class _Statements:
 class _SQLiteStatements(_Statements):
     """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
 
-    marks_expiring = True
+    mark_check = "lookup"
 
     def __init__(self, table: str, meta: str, quote: Callable[[str], str], max_params: int) -> None:
         super().__init__(table, meta, quote)
@@ -611,7 +625,7 @@ class _SQLiteStatements(_Statements):
 class _PostgresStatements(_Statements):
     """PostgreSQL: arrays, so one statement text serves every batch size (and is prepared)."""
 
-    marks_expiring = True
+    mark_check = "sql"
 
     max_rows = 10_000
     max_bytes = 64 * _MIB
@@ -1571,8 +1585,10 @@ class SQLByteStore(BackendStore[bytes]):
                     elif not auto:
                         conn.commit()
                 finally:
-                    with contextlib.suppress(Exception):
+                    try:  # noqa: SIM105 - cheaper than contextlib.suppress on the hot path
                         cursor.close()
+                    except Exception:  # noqa: BLE001 - a failed close must not mask the outcome
+                        pass
             except BaseException as exc:
                 self._abandon(fairy, conn, exc)
                 if isinstance(exc, driver.error):
@@ -1721,6 +1737,8 @@ class SQLByteStore(BackendStore[bytes]):
         now = time.time()
         if max(map(len, keys)) <= _HEAD:
             size = statements.key_chunk(False)
+            if len(keys) <= size:
+                return [statements.select(self._ns, keys, now)], False
             return [statements.select(self._ns, chunk, now) for chunk in chunked(keys, size)], False
         work = []
         for chunk in chunked(keys, statements.key_chunk(True)):
@@ -1735,6 +1753,8 @@ class SQLByteStore(BackendStore[bytes]):
     def _values_in_order(
         self, statements: _Statements, keys: list[str], found: dict[Any, bytes], mixed: bool
     ) -> list[bytes | None]:
+        if not found:
+            return [None] * len(keys)
         if not mixed:
             if statements.binary_keys:
                 return [found.get(k.encode()) for k in keys]
@@ -1807,7 +1827,7 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _must_filter_expired(self, statements: _Statements) -> bool | None:
         """Whether listing must filter out expired rows; `None`: ask the namespace's mark."""
-        if self.ttl is not None or self._marked or not statements.marks_expiring:
+        if self.ttl is not None or self._marked or statements.mark_check is None:
             return True
         return None
 
@@ -1824,7 +1844,7 @@ class SQLByteStore(BackendStore[bytes]):
             position = None if after is None else _cursor_of(after)
             with self._session() as cursor:
                 expiry = self._must_filter_expired(statements)
-                if expiry is None:  # one indexed read: is the index alone enough to list?
+                if expiry is None and statements.mark_check == "lookup":
                     cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(cursor.fetchall())
                 for heads in (True, False):  # the whole keys only for a page with a long one
@@ -1848,7 +1868,7 @@ class SQLByteStore(BackendStore[bytes]):
             position = None if after is None else _cursor_of(after)
             async with self._asession() as cursor:
                 expiry = self._must_filter_expired(statements)
-                if expiry is None:
+                if expiry is None and statements.mark_check == "lookup":
                     await cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(await cursor.fetchall())
                 for heads in (True, False):
