@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ class InMemoryStore(BackendStore[V]):
 
     Each instance has its own data, so `namespace` only names it. With a `ttl`, expired
     entries are invisible and dropped when next touched; `purge_expired()` drops them all.
+    The async methods run inline on the event loop (there is no I/O to wait for).
     """
 
     backend_name = "memory"
@@ -89,6 +90,21 @@ class InMemoryStore(BackendStore[V]):
         if prefix and self.ttl is not None:
             keys = [k for k in keys if k.startswith(prefix)]
         for key in keys:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
+            yield key
+
+    # No I/O and only brief locks: the async methods run inline, not in a worker thread.
+
+    async def _amget(self, keys: list[str]) -> list[V | None]:
+        return self._mget(keys)
+
+    async def _amset(self, items: dict[str, V]) -> None:
+        self._mset(items)
+
+    async def _amdelete(self, keys: list[str]) -> None:
+        self._mdelete(keys)
+
+    async def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
+        for key in self._yield_keys(prefix):
             yield key
 
     def purge_expired(self) -> int:
