@@ -142,12 +142,16 @@ class ThreadedBaseline(ABC):
 class Case:
     """One comparison: a kvstores store and its raw baseline, under a backend label.
 
-    Without a baseline, the store is measured alone.
+    Without a baseline, the store is measured alone. `settle`, if given, is called with the
+    side's target after each untimed reset of its data, before the timed run: a server
+    backend can bring both sides to the same steady state there (PostgreSQL: ``VACUUM``, as
+    autovacuum would at a moment of its own choosing).
     """
 
     backend: str
     store: Target
     baseline: Target | None = None
+    settle: Callable[[Target], None] | None = None
 
 
 class BenchmarkError(RuntimeError):
@@ -418,6 +422,8 @@ class _Runner:
         else:
             for pairs in self._fill:
                 side.target.mset(pairs)
+        if self.case.settle is not None:
+            self.case.settle(side.target)
         side.state = state
 
     def verify(self) -> None:
