@@ -49,7 +49,12 @@ costs as much as SQLite's. Each is the dialect's native form:
   PostgreSQL) per chunk; ``mget`` selects only the keys asked and maps the rows back to the
   input order, repeats and misses included.
 - ``yield_keys``: keyset pagination (``ORDER BY key, key_hash LIMIT page`` after the last
-  key seen, each page a fresh statement), never selecting ``value``.
+  key seen, each page a fresh statement), never selecting ``value``. A page selects only
+  the indexed ``key`` column (a page holding a 256-character head is read again with whole
+  keys), and leaves out the expiry check while the namespace holds no expiring row (a mark
+  in ``<table>_meta``, written with a store's first ttl write): SQLite looks the mark up
+  before each page; PostgreSQL's page query has a branch for each case behind a one-time
+  filter on the mark. SQLite pages are then covering-index scans.
 
 On PostgreSQL the store's own connections use generic plans (``plan_cache_mode``) and
 psycopg prepares each statement on first use (unless ``prepare_threshold=None``), so no
@@ -515,8 +520,7 @@ class _SQLiteStatements(_Statements):
         )
 
     def key_expression(self) -> str:
-        # Listing reads only the index unless the namespace ever held expiring rows, or a key
-        # is long: SQLite seeks the table row only when a CASE branch or OR term needs it.
+        # For pages read again with whole keys: the table row is sought for long keys only.
         c = self.c
         key, rest = c["key"], c["key_rest"]
         return f"CASE WHEN {c['key_hash']} = X'' THEN {key} ELSE {key} || {rest} END"
