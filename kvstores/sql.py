@@ -1804,9 +1804,12 @@ class SQLByteStore(BackendStore[bytes]):
         return self._values_in_order(statements, keys, found, mixed)
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
-        work = []
         any_long = max(map(len, keys)) > _HEAD
-        for chunk in chunked(keys, statements.key_chunk(any_long)):
+        chunks = chunked(keys, statements.key_chunk(any_long))
+        if not any_long:  # the common case: no key to split
+            return [statements.delete(self._ns, list(chunk), []) for chunk in chunks]
+        work = []
+        for chunk in chunks:
             short = [k for k in chunk if len(k) <= _HEAD]
             long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
             work.append(statements.delete(self._ns, short, long))
