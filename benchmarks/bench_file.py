@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
-from benchmarks.harness import Case, Pair, ThreadedBaseline, build_parser, main
 from kvstores import LocalFileStore
+from kvstores.benchmark import Case, Pair, ThreadedBaseline, build_parser, main
 
 
 class RawFileBaseline(ThreadedBaseline):

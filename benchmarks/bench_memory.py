@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
-from benchmarks.harness import Case, Pair, ThreadedBaseline, main
 from kvstores import InMemoryByteStore
+from kvstores.benchmark import Case, Pair, ThreadedBaseline, main
 
 
 class DictBaseline(ThreadedBaseline):

@@ -34,7 +34,7 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.utils
 
-from benchmarks.harness import Case, Pair, build_parser, main
+from kvstores.benchmark import Case, Pair, build_parser, main
 from kvstores.redis import RedisByteStore
 
 _GLOB = str.maketrans({c: "\\" + c for c in "\\*?[]"})

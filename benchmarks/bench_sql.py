@@ -47,25 +47,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
-from benchmarks import harness
-from benchmarks.harness import Case, Pair, ThreadedBaseline, build_parser, main
 from kvstores._paging import prefix_upper_bound
+from kvstores.benchmark import Case, Pair, ThreadedBaseline, build_parser, main
 from kvstores.sql import SQLByteStore
 
 PAGE = 1000  # keys per listing page, on both sides
-
-
-def _finalise_async_generators_when_the_loop_closes() -> None:
-    """Make the harness's event loop run ``shutdown_asyncgens()`` before it closes, as
-    ``asyncio.run`` does: a store disposes its async engine there, so aiomysql's connections
-    close in their own loop instead of complaining from ``__del__`` after it is gone."""
-    close = harness._Loop.close
-
-    def close_after_shutdown(self: Any) -> None:
-        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        close(self)
-
-    harness._Loop.close = close_after_shutdown  # type: ignore[method-assign]
 
 
 def _in(n: int, mark: str) -> str:
@@ -416,5 +402,4 @@ if __name__ == "__main__":
     if options.prefix_scaling:
         prefix_scaling(options)
     else:
-        _finalise_async_generators_when_the_loop_closes()
         main(cases, parser=parser)

@@ -1,9 +1,8 @@
 """Throughput of kvstores stores, alone or side by side with a raw baseline, in one process.
 
 This is the one home of the benchmark logic: the ``kvstores bench URL`` command runs it on a
-single store (`Case` without a baseline), and the scripts of ``benchmarks/`` (through
-``benchmarks/harness.py``, which re-exports this module) run it side by side with the raw
-driver.
+single store (`Case` without a baseline), and the scripts ``benchmarks/bench_*.py`` run it
+side by side with the raw driver.
 
 A backend benchmark (``benchmarks/bench_<backend>.py``) builds `Case`s, each a kvstores
 store and a baseline doing the same job with the raw driver, and hands them to `main`::
