@@ -379,9 +379,10 @@ class _Statements:
         c = self.c
         return f"CONCAT({c['key']}, {c['key_rest']})"
 
-    def expiry_filter(self) -> str:
+    def expiry_filter(self, now: str | None = None) -> str:
+        """Rows not expired at the time bound to `now` (a placeholder; default the named one)."""
         expires = self.c["expires_at"]
-        return f"({expires} IS NULL OR {expires} > {self.ph('now')})"
+        return f"({expires} IS NULL OR {expires} > {self.ph('now') if now is None else now})"
 
     #: A store's first write with a ttl marks its namespace (`expiry_mark`), so that listing
     #: can leave the expiry check, which reads the table row, out of its page query while the
@@ -570,7 +571,7 @@ class _SQLiteStatements(_Statements):
         return (
             f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = ?1 "
             f"AND {c['key']} IN ({marks}) AND {c['key_hash']} = X'' "
-            f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > ?2)"
+            f"AND {self.expiry_filter('?2')}"
         )
 
     def _mixed_where(self, short: int, long: int, first: int) -> str:
@@ -594,7 +595,7 @@ class _SQLiteStatements(_Statements):
             return (
                 f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
                 f"WHERE {c['namespace']} = ?1 AND {self._mixed_where(s, n, 3)} "
-                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > ?2)"
+                f"AND {self.expiry_filter('?2')}"
             )
 
         sql = self._cached(("select_mixed", s, n), build)
@@ -652,7 +653,7 @@ class _PostgresStatements(_Statements):
             f"FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::bytea[]) AS u(k, h, r, v) "
             f"{on_conflict}"
         )
-        live = f"({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+        live = self.expiry_filter("%s")
         # Short keys are told apart by `key_rest = ''` (equivalent to an empty hash) rather
         # than `key_hash = ''`, which the planner could take with `namespace` as the index
         # condition, leaving `key` to a filter over the whole namespace.
@@ -810,7 +811,7 @@ class _MySQLStatements(_Statements):
             return (
                 f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = %s "
                 f"AND {c['key']} IN ({','.join(['%s'] * n)}) AND {c['key_hash']} = X'' "
-                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+                f"AND {self.expiry_filter('%s')}"
             )
 
         sql = self._cached(("select", n), build)
@@ -838,7 +839,7 @@ class _MySQLStatements(_Statements):
             lambda: (
                 f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
                 f"WHERE {c['namespace']} = %s AND {self._mixed_where(s, n)} "
-                f"AND ({c['expires_at']} IS NULL OR {c['expires_at']} > %s)"
+                f"AND {self.expiry_filter('%s')}"
             ),
         )
         return sql, (ns.encode(), *self._mixed_params(short, long), now)
