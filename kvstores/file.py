@@ -74,15 +74,8 @@ def _unescape(name: str) -> str | None:
     """The key a file name stands for; `None` for a name that is not an escaped key."""
     if _NAME_CHARS.fullmatch(name) is None:  # not a name this store writes
         return None
-    if "%" not in name:
-        return name
-    # Names hold no backslash (it is escaped), so turning each "%" into a backslash-x escape and
-    # decoding those bytes at C speed is exact, and several times faster than urllib's unquote.
-    try:
-        key: str = codecs.escape_decode(name.replace("%", "\\x"))[0].decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return None if "\x00" in key else key
+    keys = _unescape_names(name, 1)
+    return None if keys is None else keys[0]
 
 
 def _unescape_names(joined: str, count: int) -> list[str] | None:
@@ -91,6 +84,9 @@ def _unescape_names(joined: str, count: int) -> list[str] | None:
     `None` if any of them does not decode or decodes to a NUL: such a name is not ours.
     """
     if "%" in joined:
+        # Names hold no backslash (it is escaped), so turning each "%" into a backslash-x
+        # escape and decoding those bytes at C speed is exact, and several times faster than
+        # urllib's unquote.
         try:
             joined = codecs.escape_decode(joined.replace("%", "\\x"))[0].decode()
         except (ValueError, UnicodeDecodeError):

@@ -82,13 +82,12 @@ class InMemoryStore(BackendStore[V]):
         now = time.monotonic()
         with self._lock:
             if self.ttl is not None:
-                keys = [k for k, expires in self._expires.items() if expires >= now]
+                live = self._expires.items()
+                keys = [k for k, expires in live if expires >= now and k.startswith(prefix)]
             elif prefix:
                 keys = [k for k in self._data if k.startswith(prefix)]
             else:
                 keys = list(self._data)
-        if prefix and self.ttl is not None:
-            keys = [k for k in keys if k.startswith(prefix)]
         for key in keys:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
             yield key
 
