@@ -264,13 +264,21 @@ def test_mset_is_one_upsert_statement_in_one_transaction(
     assert "ON CONFLICT" in writes[1]
 
 
-def test_mset_chunks_to_the_parameter_limit_in_one_transaction(tmp_path: Path) -> None:
+@pytest.fixture
+def limited_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite engine whose connections take at most 999 bound parameters a statement."""
     engine = create_engine(f"sqlite:///{tmp_path / 'kv.db'}")
 
     @event.listens_for(engine, "connect")
     def limit(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
 
+    yield engine
+    engine.dispose()
+
+
+def test_mset_chunks_to_the_parameter_limit_in_one_transaction(limited_engine: Engine) -> None:
+    engine = limited_engine
     store = SQLByteStore(engine)
     store.create_schema()
     statements = _traced(engine)
@@ -284,17 +292,10 @@ def test_mset_chunks_to_the_parameter_limit_in_one_transaction(tmp_path: Path) -
     statements.clear()
     assert store.mget([f"k{i}" for i in range(1000)]) == [b"v"] * 1000
     assert [_kind(s) for s in statements] == ["SELECT"] * -(-1000 // 997)
-    engine.dispose()
 
 
-def test_a_failed_chunk_writes_nothing(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'kv.db'}")
-
-    @event.listens_for(engine, "connect")
-    def limit(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
-
-    store = SQLByteStore(engine)
+def test_a_failed_chunk_writes_nothing(tmp_path: Path, limited_engine: Engine) -> None:
+    store = SQLByteStore(limited_engine)
     store.create_schema()
     db = sqlite3.connect(tmp_path / "kv.db")
     db.execute(
@@ -306,7 +307,6 @@ def test_a_failed_chunk_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(KVStoreError, match="refused"):
         store.mset(pairs)
     assert list(store.yield_keys()) == []
-    engine.dispose()
 
 
 def test_mget_is_one_select_of_the_keys_asked(
