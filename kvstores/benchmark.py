@@ -678,33 +678,19 @@ def format_table(results: Sequence[Result], *, stat: str = "best", markdown: boo
     With a baseline in any result: kvstores keys/s, raw keys/s and their ratio; without:
     keys/s and milliseconds per call (`STORE_HEADERS`).
     """
-    headers: Sequence[str]
-    rows: list[tuple[str, ...]]
-    if any(r.has_baseline for r in results):
-        headers = HEADERS
-        rows = [
-            (
-                r.backend,
-                r.op,
-                "-" if r.batch is None else str(r.batch),
-                f"{r.rate('kvstores', stat):,.0f}",
-                f"{r.rate('raw', stat):,.0f}" if r.has_baseline else "-",
-                f"{r.ratio(stat):.2f}" if r.has_baseline else "-",
-            )
-            for r in results
-        ]
-    else:
-        headers = STORE_HEADERS
-        rows = [
-            (
-                r.backend,
-                r.op,
-                "-" if r.batch is None else str(r.batch),
-                f"{r.rate('kvstores', stat):,.0f}",
-                _ms_per_call(r, stat),
-            )
-            for r in results
-        ]
+    compared = any(r.has_baseline for r in results)
+    headers: Sequence[str] = HEADERS if compared else STORE_HEADERS
+
+    def row(r: Result) -> tuple[str, ...]:
+        batch = "-" if r.batch is None else str(r.batch)
+        head = (r.backend, r.op, batch, f"{r.rate('kvstores', stat):,.0f}")
+        if not compared:
+            return (*head, _ms_per_call(r, stat))
+        if not r.has_baseline:
+            return (*head, "-", "-")
+        return (*head, f"{r.rate('raw', stat):,.0f}", f"{r.ratio(stat):.2f}")
+
+    rows = [row(r) for r in results]
     if markdown:
         align = "|---|---|" + "--:|" * (len(headers) - 2)
         lines = ["| " + " | ".join(headers) + " |", align]
