@@ -70,13 +70,18 @@ async def to_thread(func: Callable[..., T], /, *args: Any) -> T:
 
 
 async def aiter_in_thread(
-    make_iterator: Callable[[], Iterator[T]], page_size: int = DEFAULT_PAGE_SIZE
+    make_iterator: Callable[[], Iterator[T]],
+    page_size: int = DEFAULT_PAGE_SIZE,
+    run_in_thread: Callable[[Callable[[], Any]], Awaitable[Any]] = to_thread,
 ) -> AsyncIterator[T]:
-    """Drive a blocking iterator from a worker thread a page at a time, not one hop per item."""
-    iterator = await to_thread(make_iterator)
+    """Drive a blocking iterator from a worker thread a page at a time, not one hop per item.
+
+    `run_in_thread` runs a call in the worker thread (default: `asyncio.to_thread`'s pool).
+    """
+    iterator: Iterator[T] = await run_in_thread(make_iterator)
     try:
         while True:
-            page = await to_thread(lambda: list(islice(iterator, page_size)))
+            page: list[T] = await run_in_thread(lambda: list(islice(iterator, page_size)))
             for item in page:
                 yield item
             if len(page) < page_size:

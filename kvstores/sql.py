@@ -132,11 +132,17 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain, islice
+from itertools import chain
 from typing import Any, ClassVar, TypeVar
 
 from kvstores._base import BackendStore
-from kvstores._paging import akeyset_pages, chunked, keyset_pages, prefix_upper_bound
+from kvstores._paging import (
+    aiter_in_thread,
+    akeyset_pages,
+    chunked,
+    keyset_pages,
+    prefix_upper_bound,
+)
 from kvstores._registry import require
 from kvstores._urls import mask_secrets
 from kvstores._validation import check_timeout, coerce_byte_values
@@ -1869,7 +1875,9 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         if self._async_driver is None:
-            return self._ayield_in_thread(prefix)
+            # One thread hop per page, on SQLite the store's own worker thread (`_in_thread`).
+            listing = functools.partial(self._yield_keys, prefix)
+            return aiter_in_thread(listing, self.page_size, self._in_thread)
 
         async def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or await self._aready()
@@ -1907,22 +1915,6 @@ class SQLByteStore(BackendStore[bytes]):
                     )
         call = functools.partial(contextvars.copy_context().run, function, *args)
         return await asyncio.get_running_loop().run_in_executor(executor, call)
-
-    async def _ayield_in_thread(self, prefix: str) -> AsyncIterator[str]:
-        """`ayield_keys` a page at a time from the sync iterator, one thread hop per page."""
-        iterator = self._yield_keys(prefix)  # lazy: the first page is fetched in the thread
-        size = self.page_size
-        try:
-            while True:
-                page = await self._in_thread(lambda: list(islice(iterator, size)))
-                for key in page:
-                    yield key
-                if len(page) < size:
-                    return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
 
     # Expiry
 
