@@ -192,7 +192,10 @@ class BackendStore(BaseStore[str, V]):
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         return aiter_in_thread(lambda: self._yield_keys(prefix), self.page_size)
 
+    def _options_repr(self) -> str:
+        """``, namespace=…, ttl=…`` for the options that are set: the tail of a repr."""
+        options = (("namespace", self.namespace), ("ttl", self.ttl))
+        return "".join(f", {name}={value!r}" for name, value in options if value is not None)
+
     def __repr__(self) -> str:
-        ns = f"namespace={self.namespace!r}" if self.namespace is not None else ""
-        ttl = f"ttl={self.ttl!r}" if self.ttl is not None else ""
-        return f"{type(self).__name__}({', '.join(x for x in (ns, ttl) if x)})"
+        return f"{type(self).__name__}({self._options_repr().removeprefix(', ')})"

@@ -1178,12 +1178,7 @@ class RedisByteStore(BackendStore[bytes]):
         await client.unlink(*full_keys)
 
     def __repr__(self) -> str:
-        options = "".join(
-            f", {name}={value!r}"
-            for name, value in (("namespace", self.namespace), ("ttl", self.ttl))
-            if value is not None
-        )
-        return f"{type(self).__name__}({mask_url(self._url)!r}{options})"
+        return f"{type(self).__name__}({mask_url(self._url)!r}{self._options_repr()})"
 
     # Lifecycle
 

@@ -1385,12 +1385,8 @@ class SQLByteStore(BackendStore[bytes]):
         return self._sync_engine
 
     def __repr__(self) -> str:
-        extra = "".join(
-            f", {name}={value!r}"
-            for name, value in (("namespace", self.namespace), ("ttl", self.ttl))
-            if value is not None
-        )
-        return f"SQLByteStore({self._masked_url!r}, table={self.table_name!r}{extra})"
+        table = f"table={self.table_name!r}"
+        return f"SQLByteStore({self._masked_url!r}, {table}{self._options_repr()})"
 
     # Errors
 
