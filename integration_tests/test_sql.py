@@ -5,6 +5,7 @@ plans, keys past the index limits, 16 MiB values and user-given engines."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import statistics
 import threading
@@ -215,6 +216,58 @@ def test_concurrent_first_use(server: str, table: str) -> None:
     assert [s.mget(["k"]) for s in stores] == [[f"n{i}".encode()] for i in range(6)]
     for store in stores:
         store.close()
+
+
+def test_a_pool_of_one_serves_many_threads(server: str, table: str) -> None:
+    # A store keeps the connection its last call used (`_KeptConnection`), but not while a
+    # thread may be waiting for it in the pool.
+    store = SQLByteStore(
+        _url(server), table=table, timeout=3, engine_options={"pool_size": 1, "max_overflow": 0}
+    )
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(30):
+                store.mset([(f"t{i}-{j}", b"v")])
+                assert store.mget([f"t{i}-{j}"]) == [b"v"]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    assert not errors, errors[:3]
+
+
+def test_the_connection_kept_between_calls_goes_back_at_close(store: SQLByteStore) -> None:
+    store.mset([("k", b"v")])
+    pool = store.engine.pool
+    kept = 1 if store.engine.dialect.name == "postgresql" else 0  # MySQL: recycled, not kept
+    assert pool.checkedout() == kept  # type: ignore[attr-defined]
+    assert store.mget(["k"]) == [b"v"]
+    assert pool.checkedout() == kept  # type: ignore[attr-defined]
+    store.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def _use_in_child(store: SQLByteStore) -> None:
+    store.mset([("child", b"c")])
+    assert store.mget(["child", "parent"]) == [b"c", b"p"]
+    store.close()
+
+
+def test_a_forked_child_leaves_the_parents_connection_alone(store: SQLByteStore) -> None:
+    store.mset([("parent", b"p")])  # its connection is kept now
+    child = multiprocessing.get_context("fork").Process(target=_use_in_child, args=(store,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    # Had the child used the kept connection, and closed it, this one would be gone.
+    assert store.mget(["parent", "child"]) == [b"p", b"c"]
 
 
 def test_a_given_sync_engine_serves_async_calls(admin: Engine, table: str) -> None:

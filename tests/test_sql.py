@@ -5,6 +5,7 @@ sync and async on one instance, expiry purging and big values."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import sqlite3
 import threading
 import time
@@ -193,6 +194,29 @@ def test_schema_creation_is_idempotent_and_lazy(tmp_path: Path) -> None:
     asyncio.run(_file_store(tmp_path).acreate_schema())
     store.mset([("k", b"v")])
     assert _file_store(tmp_path).mget(["k"]) == [b"v"]
+
+
+def _use_in_child(store: SQLByteStore, parents: Any) -> None:
+    store.mset([("child", b"c")])
+    assert store.mget(["child", "parent"]) == [b"c", b"p"]
+    assert store._threads is not None
+    assert store._threads.checkout() is not parents  # a connection of its own
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    store = SQLByteStore(f"sqlite:///{tmp_path}/kv.db")
+    store.mset([("parent", b"p")])
+    assert store._threads is not None
+    parents = store._threads.checkout()
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_use_in_child, args=(store, parents))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.mget(["parent", "child"]) == [b"p", b"c"]
+    store.close()
 
 
 def test_concurrent_first_use_by_many_stores(tmp_path: Path) -> None:
