@@ -120,6 +120,7 @@ import importlib.util
 import math
 import os
 import re
+import struct
 import threading
 import time
 import weakref
@@ -391,12 +392,13 @@ class _Statements:
         expires = self.c["expires_at"]
         return f"({expires} IS NULL OR {expires} > {self.ph('now') if now is None else now})"
 
-    #: A store's first write with a ttl marks its namespace (`expiry_mark`), so that listing
-    #: can leave the expiry check, which reads the table row, out of its page query while the
-    #: namespace holds no expiring row. How listing reads the mark: ``"lookup"``, a query
-    #: before each page (`mark_lookup`: cheap in-process); ``"sql"``, in the page query itself
-    #: (``expiry=None``: one round trip); `None`: no marks, every page query checks expiry.
-    mark_check: ClassVar[str | None] = None
+    #: Whether a store's first write with a ttl marks its namespace (`expiry_mark`), so that
+    #: listing can leave the expiry check, which reads the table row, out of its page query
+    #: while the namespace holds no expiring row: listing looks the mark up before each page
+    #: (`mark_lookup`), which only pays where a query is cheap, in-process (SQLite). Without
+    #: marks, every page query checks expiry (PostgreSQL: from the index, which includes
+    #: ``expires_at``).
+    uses_marks: ClassVar[bool] = False
 
     def mark_lookup(self, ns: str) -> tuple[str, dict[str, Any]]:
         """The query returning a row once `ns` may hold rows with an expiry."""
@@ -416,21 +418,18 @@ class _Statements:
         limit: int,
         now: float,
         *,
-        expiry: bool | None = True,
+        expiry: bool = True,
         heads: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """One page of keys (one-column rows) after `after`, in primary key order.
+        """One page of keys after `after`, in primary key order (rows for `keys_of`).
 
-        With `expiry` False, expired rows are listed too; `None` leaves that to the
-        namespace's mark, read by the query (where `mark_check` is ``"sql"``). With `heads`,
-        a long key comes as its 256-character head, so that the query needs only the index.
+        With `expiry` False, expired rows are listed too. With `heads`, a long key comes as
+        its 256-character head, so that the query needs only the index.
         """
         t = self.text_param
         params: dict[str, Any] = {"ns": t(ns), "limit": limit}
-        if expiry is not False:
+        if expiry:
             params["now"] = now
-        if expiry is None:
-            params["mark"] = t(_EXPIRING + ns)
         if len(prefix) > _HEAD:
             mode, rest = "long", prefix[_HEAD:]
             params["head"], params["lo"] = t(prefix[:_HEAD]), t(rest)
@@ -460,7 +459,7 @@ class _Statements:
         return sql, params
 
     def _page_sql(
-        self, mode: str, upper: bool, cursor: str | None, expiry: bool | None, heads: bool
+        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
     ) -> str:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
@@ -477,22 +476,13 @@ class _Statements:
             where.append(f"{c['key']} > {ph('after')}")
         elif cursor == "pair":
             where.append(self.after_condition())
+        if expiry:
+            where.append(self.expiry_filter())
         selected = c["key"] if heads else self.key_expression()
-
-        def query(conditions: list[str]) -> str:
-            return (
-                f"SELECT {selected} FROM {self.table} AS o WHERE {' AND '.join(conditions)} "
-                f"ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
-            )
-
-        if expiry is None:
-            # Two branches, of which the mark's presence, evaluated once, runs one: without
-            # it the index alone answers; with it, rows are read to check their expiry.
-            mark = f"EXISTS (SELECT 1 FROM {self.meta} WHERE name = {ph('mark')})"
-            unmarked = query([f"NOT {mark}", *where])
-            marked = query([mark, *where, self.expiry_filter()])
-            return f"({unmarked}) UNION ALL ({marked})"
-        return query([*where, self.expiry_filter()] if expiry else where)
+        return (
+            f"SELECT {selected} FROM {self.table} AS o WHERE {' AND '.join(where)} "
+            f"ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
+        )
 
     def purge(self, ns: str, now: float) -> tuple[str, dict[str, Any]]:
         c, ph = self.c, self.ph
@@ -504,7 +494,7 @@ class _Statements:
 
     def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
         """The statement marking `ns` as holding expiring rows, run in the transaction of a
-        store's first write with a ttl, where `mark_check` is set."""
+        store's first write with a ttl, where `uses_marks`."""
         return None
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
@@ -514,7 +504,7 @@ class _Statements:
 class _SQLiteStatements(_Statements):
     """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
 
-    mark_check = "lookup"
+    uses_marks = True
 
     def __init__(self, table: str, meta: str, quote: Callable[[str], str], max_params: int) -> None:
         super().__init__(table, meta, quote)
@@ -634,10 +624,46 @@ class _SQLiteStatements(_Statements):
         return sql, (_EXPIRING + ns,)
 
 
+# PostgreSQL arrays, encoded at C speed: psycopg's list dumpers run a Python loop per item
+# (about 18 µs for 100 keys, 25 µs for 100 values), a fifth of a small call.
+
+_PG_ARRAY_HEADER = struct.Struct(">iiiii")  # ndim, has nulls, item type, length, lower bound
+_PG_LENGTH = struct.Struct(">i").pack
+_PG_BYTEA_OID = 17
+_PG_BYTEA_ARRAY_OID = 1001
+
+
+def _pg_text_array(items: Sequence[str]) -> str:
+    """The ``text[]`` literal of `items` (none holds a NUL, as no key does): each item
+    double-quoted, with ``\\`` and ``"`` escaped."""
+    if not items:
+        return "{}"
+    joined = '","'.join(items)
+    # Only the separators' quotes, and no backslash: nothing to escape (most batches).
+    if "\\" in joined or joined.count('"') != 2 * len(items) - 2:
+        joined = '","'.join([k.replace("\\", "\\\\").replace('"', '\\"') for k in items])
+    return '{"' + joined + '"}'
+
+
+class _PgByteaArray:
+    """A ``bytea[]`` in PostgreSQL's binary array format, sent as it is (`_Psycopg`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, items: Sequence[bytes]) -> None:
+        n = len(items)
+        if not n:
+            self.data = struct.pack(">iii", 0, 0, _PG_BYTEA_OID)  # no dimensions
+            return
+        parts: list[bytes] = [b""] * (2 * n + 1)
+        parts[0] = _PG_ARRAY_HEADER.pack(1, 0, _PG_BYTEA_OID, n, 1)
+        parts[1::2] = map(_PG_LENGTH, map(len, items))
+        parts[2::2] = items
+        self.data = b"".join(parts)
+
+
 class _PostgresStatements(_Statements):
     """PostgreSQL: arrays, so one statement text serves every batch size (and is prepared)."""
-
-    mark_check = "sql"
 
     max_rows = 10_000
     max_bytes = 64 * _MIB
@@ -653,11 +679,11 @@ class _PostgresStatements(_Statements):
         )
         self._upsert = (
             f"INSERT INTO {table} ({columns}) SELECT %s::text, k, ''::bytea, '', v, %s::float8 "
-            f"FROM unnest(%b::text[], %b::bytea[]) AS u(k, v) {on_conflict}"
+            f"FROM unnest(%s::text[], %b::bytea[]) AS u(k, v) {on_conflict}"
         )
         self._upsert_long = (
             f"INSERT INTO {table} ({columns}) SELECT %s::text, k, h, r, v, %s::float8 "
-            f"FROM unnest(%b::text[], %b::bytea[], %b::text[], %b::bytea[]) AS u(k, h, r, v) "
+            f"FROM unnest(%s::text[], %b::bytea[], %s::text[], %b::bytea[]) AS u(k, h, r, v) "
             f"{on_conflict}"
         )
         live = self.expiry_filter("%s")
@@ -666,18 +692,18 @@ class _PostgresStatements(_Statements):
         # condition, leaving `key` to a filter over the whole namespace.
         self._select = (
             f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {c['namespace']} = %s "
-            f"AND {c['key']} = ANY(%b::text[]) AND {c['key_rest']} = '' AND {live}"
+            f"AND {c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '' AND {live}"
         )
         mixed = (
-            f"(({c['key']} = ANY(%b::text[]) AND {c['key_rest']} = '') "
-            f"OR ({c['key']} = ANY(%b::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
+            f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
+            f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
         )
         self._select_mixed = (
             f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
             f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
         )
         self._delete = (
-            f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {c['key']} = ANY(%b::text[]) "
+            f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {c['key']} = ANY(%s::text[]) "
             f"AND {c['key_rest']} = ''"
         )
         self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
@@ -697,9 +723,16 @@ class _PostgresStatements(_Statements):
         c = self.c
         return f"({c['key']}, {c['key_hash']}) > (%(after)s::text, %(after_hash)s::bytea)"
 
-    def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
-        sql = f"INSERT INTO {self.meta} (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING"
-        return sql, (_EXPIRING + ns,)
+    def _page_sql(
+        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
+    ) -> str:
+        # A page comes as one text[] rather than a row per key: psycopg loads the array in
+        # C, where rows cost a Python tuple each (about half the client's time per page).
+        return f"SELECT ARRAY({super()._page_sql(mode, upper, cursor, expiry, heads)})"
+
+    def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        keys: list[str] = rows[0][0]
+        return keys
 
     def upsert(
         self,
@@ -710,29 +743,34 @@ class _PostgresStatements(_Statements):
         long: bool,
     ) -> tuple[str, Any]:
         if not long:
-            return self._upsert, (ns, expires, list(keys), list(values))
+            return self._upsert, (ns, expires, _pg_text_array(keys), _PgByteaArray(values))
         split = [_split_key(k) for k in keys]
         return self._upsert_long, (
             ns,
             expires,
-            [h for h, _, _ in split],
-            [d for _, d, _ in split],
-            [r for _, _, r in split],
-            list(values),
+            _pg_text_array([h for h, _, _ in split]),
+            _PgByteaArray([d for _, d, _ in split]),
+            _pg_text_array([r for _, _, r in split]),
+            _PgByteaArray(values),
         )
 
     def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
-        return self._select, (ns, list(keys), now)
+        return self._select, (ns, _pg_text_array(keys), now)
 
     def select_mixed(
         self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
-        return self._select_mixed, (ns, short, [h for h, _ in long], [d for _, d in long], now)
+        return self._select_mixed, (ns, *self._mixed(short, long), now)
 
     def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
         if not long:
-            return self._delete, (ns, short)
-        return self._delete_mixed, (ns, short, [h for h, _ in long], [d for _, d in long])
+            return self._delete, (ns, _pg_text_array(short))
+        return self._delete_mixed, (ns, *self._mixed(short, long))
+
+    @staticmethod
+    def _mixed(short: list[str], long: list[tuple[str, bytes]]) -> tuple[Any, ...]:
+        heads = _pg_text_array([h for h, _ in long])
+        return _pg_text_array(short), heads, _PgByteaArray([d for _, d in long])
 
 
 class _MySQLStatements(_Statements):
@@ -919,7 +957,24 @@ class _Psycopg(_Driver):
     prefer_autocommit = True
 
     def __init__(self) -> None:
-        self.error = importlib.import_module("psycopg").Error
+        psycopg = importlib.import_module("psycopg")
+        self.error = psycopg.Error
+
+        class ByteaArrayDumper(psycopg.adapt.Dumper):  # type: ignore[misc, name-defined]
+            format = psycopg.pq.Format.BINARY
+            oid = _PG_BYTEA_ARRAY_OID
+
+            def dump(self, obj: _PgByteaArray) -> bytes:
+                return obj.data
+
+        self._dumper = ByteaArrayDumper
+        self._adapted: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _adapt(self, conn: Any) -> None:
+        """Teach a connection to send `_PgByteaArray` (once per connection)."""
+        if conn not in self._adapted:
+            conn.adapters.register_dumper(_PgByteaArray, self._dumper)
+            self._adapted.add(conn)
 
     def autocommit(self, conn: Any) -> bool:
         return bool(conn.autocommit)
@@ -933,11 +988,16 @@ class _Psycopg(_Driver):
     def broken(self, conn: Any) -> bool:
         return bool(conn.broken or conn.closed)
 
+    # Rows come in binary: a bytea value as it is, rather than as hex text that the server
+    # encodes and the client decodes (a 1 KiB value read twice as fast).
+
     def cursor(self, conn: Any) -> Any:
-        return _PsycopgCursor(conn.cursor(), _prepare_now(conn))
+        self._adapt(conn)
+        return _PsycopgCursor(conn.cursor(binary=True), _prepare_now(conn))
 
     async def acursor(self, conn: Any) -> Any:
-        return _AsyncPsycopgCursor(conn.cursor(), _prepare_now(conn))
+        self._adapt(conn)
+        return _AsyncPsycopgCursor(conn.cursor(binary=True), _prepare_now(conn))
 
 
 def _prepare_now(conn: Any) -> bool | None:
@@ -1920,9 +1980,12 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
         any_long = max(map(len, keys)) > _HEAD
-        chunks = chunked(keys, statements.key_chunk(any_long))
+        size = statements.key_chunk(any_long)
         if not any_long:  # the common case: no key to split
-            return [statements.delete(self._ns, list(chunk), []) for chunk in chunks]
+            if len(keys) <= size:
+                return [statements.delete(self._ns, keys, [])]
+            return [statements.delete(self._ns, list(chunk), []) for chunk in chunked(keys, size)]
+        chunks = chunked(keys, size)
         work = []
         for chunk in chunks:
             short = [k for k in chunk if len(k) <= _HEAD]
@@ -1949,7 +2012,7 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _must_filter_expired(self, statements: _Statements) -> bool | None:
         """Whether listing must filter out expired rows; `None`: ask the namespace's mark."""
-        if self.ttl is not None or self._marked or statements.mark_check is None:
+        if self.ttl is not None or self._marked or not statements.uses_marks:
             return True
         return None
 
@@ -1966,7 +2029,7 @@ class SQLByteStore(BackendStore[bytes]):
             position = None if after is None else _cursor_of(after)
             with self._session() as cursor:
                 expiry = self._must_filter_expired(statements)
-                if expiry is None and statements.mark_check == "lookup":
+                if expiry is None:
                     cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(cursor.fetchall())
                 for heads in (True, False):  # the whole keys only for a page with a long one
@@ -1992,7 +2055,7 @@ class SQLByteStore(BackendStore[bytes]):
             position = None if after is None else _cursor_of(after)
             async with self._asession() as cursor:
                 expiry = self._must_filter_expired(statements)
-                if expiry is None and statements.mark_check == "lookup":
+                if expiry is None:
                     await cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(await cursor.fetchall())
                 for heads in (True, False):
@@ -2100,9 +2163,13 @@ async def _dispose_at_loop_shutdown(engine: AsyncEngine) -> AsyncGenerator[None,
 
 
 def _prefer_generic_plans(dbapi_connection: Any, connection_record: Any) -> None:
-    """Generic plans for the store's PostgreSQL connections (see `_replan_now`)."""
+    """Generic plans for the store's PostgreSQL connections (see `_replan_now`), and no
+    bitmap scans: every statement of the store reads the primary key in its order, while a
+    plan made before the table was first analyzed (which expects a row or two) would
+    otherwise read a page of keys as a bitmap heap scan and a sort, ten times slower."""
     cursor = dbapi_connection.cursor()
     try:
+        cursor.execute("SET enable_bitmapscan = off")
         cursor.execute("SET plan_cache_mode = force_generic_plan")
     except Exception:  # noqa: BLE001 - PostgreSQL < 12: plans as the server decides
         dbapi_connection.rollback()
