@@ -255,15 +255,40 @@ def test_a_pool_of_one_serves_many_threads(server: str, table: str) -> None:
     assert not errors, errors[:3]
 
 
-def test_the_connection_kept_between_calls_goes_back_at_close(store: SQLByteStore) -> None:
+def _kept_connection(kept: Any) -> Any:
+    """The DBAPI connection a `_KeptConnection` holds (`None` for none)."""
+    return None if kept is None or kept._fairy is None else kept._fairy.driver_connection
+
+
+def test_the_connection_kept_between_calls_is_closed_with_the_store(
+    store: SQLByteStore,
+) -> None:
     store.mset([("k", b"v")])
-    pool = store.engine.pool
-    kept = 1 if store.engine.dialect.name == "postgresql" else 0  # MySQL: recycled, not kept
-    assert pool.checkedout() == kept  # type: ignore[attr-defined]
     assert store.mget(["k"]) == [b"v"]
-    assert pool.checkedout() == kept  # type: ignore[attr-defined]
+    pool = store.engine.pool
+    connection = _kept_connection(store._kept)
+    if store.engine.dialect.name == "postgresql":
+        assert connection is not None and not connection.closed
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]  # counted by the pool
+    else:  # MySQL: connections are recycled, which a kept one would skip
+        assert connection is None
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
     store.close()
-    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert connection is None or connection.closed
+
+
+def test_an_event_loop_keeps_a_connection_until_it_ends(store: SQLByteStore) -> None:
+    async def use() -> Any:
+        await store.amset([("k", b"v")])
+        assert await store.amget(["k"]) == [b"v"]
+        return _kept_connection((await store._async_entry())[1])
+
+    connection = asyncio.run(use())
+    if store.engine.dialect.name == "postgresql":
+        assert connection is not None
+        assert connection.closed  # put back and closed when the loop shut down
+    else:
+        assert connection is None
 
 
 def _use_in_child(store: SQLByteStore) -> None:
