@@ -137,6 +137,15 @@ def test_keys_past_the_index_entry_limits(store: SQLByteStore) -> None:
     assert list(store.yield_keys(prefix=keys[0][:700])) == [keys[0]]
     store.mdelete(keys[:2])
     assert sorted(store.yield_keys()) == sorted(keys[2:])
+    # A key of 256 characters is the head of a long key's row: never mistaken for it.
+    head = keys[2][:256]
+    assert store.mget([head]) == [None]
+    store.mdelete([head])
+    assert store.mget([keys[2]]) == [b"2"]
+    store.mset([(head, b"head")])
+    assert store.mget([head, keys[2]]) == [b"head", b"2"]
+    store.mdelete([head])
+    assert store.mget([head, keys[2]]) == [None, b"2"]
 
 
 def test_key_comparison_is_exact(store: SQLByteStore) -> None:

@@ -376,8 +376,11 @@ class _Statements:
     ) -> tuple[str, Any]:
         raise NotImplementedError
 
-    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
-        """Rows ``(key, value)`` of short keys (all ≤ 256 characters)."""
+    def select(
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+    ) -> tuple[str, Any]:
+        """Rows ``(key, value)`` of short keys (all ≤ 256 characters). `heads`: whether one
+        of them has 256 characters, and so may be the head of a long key's row."""
         raise NotImplementedError
 
     def select_mixed(
@@ -386,7 +389,10 @@ class _Statements:
         """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
         raise NotImplementedError
 
-    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    def delete(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+    ) -> tuple[str, Any]:
+        """Delete short and long ``(head, hash)`` keys; `heads` as for `select`."""
         raise NotImplementedError
 
     # Shared by every family: listing, with named placeholders.
@@ -566,7 +572,9 @@ class _SQLiteStatements(_Statements):
             rows = ",".join(f"(?1,?{2 * i + 3},X'','',?{2 * i + 4},?2)" for i in range(n))
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_conflict}"
 
-    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+    def select(
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+    ) -> tuple[str, Any]:
         n = len(keys)
         sql = self._cached(("select", n), lambda: self._select_sql(n))
         return sql, (ns, now, *keys)
@@ -607,7 +615,9 @@ class _SQLiteStatements(_Statements):
         sql = self._cached(("select_mixed", s, n), build)
         return sql, (ns, now, *short, *(h for h, _ in long), *(d for _, d in long))
 
-    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    def delete(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+    ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
         if not n:
@@ -696,13 +706,14 @@ class _PostgresStatements(_Statements):
             f"{on_conflict}"
         )
         live = self.expiry_filter("%s")
-        # Short keys are told apart by `key_rest = ''` (equivalent to an empty hash) rather
-        # than `key_hash = ''`, which the planner could take with `namespace` as the index
-        # condition, leaving `key` to a filter over the whole namespace.
-        self._select = (
-            f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {c['namespace']} = %s "
-            f"AND {c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '' AND {live}"
-        )
+        # A key of 256 characters is told apart from the head of a long key by `key_rest =
+        # ''` (equivalent to an empty hash) rather than `key_hash = ''`, which the planner
+        # could take with `namespace` as the index condition, leaving `key` to a filter over
+        # the whole namespace. Shorter keys need neither: a head has 256 characters.
+        short = f"{c['namespace']} = %s AND {c['key']} = ANY(%s::text[])"
+        select = f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {short}"
+        self._select_short = f"{select} AND {live}"
+        self._select = f"{select} AND {c['key_rest']} = '' AND {live}"
         mixed = (
             f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
             f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
@@ -711,10 +722,8 @@ class _PostgresStatements(_Statements):
             f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
             f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
         )
-        self._delete = (
-            f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {c['key']} = ANY(%s::text[]) "
-            f"AND {c['key_rest']} = ''"
-        )
+        self._delete_short = f"DELETE FROM {table} WHERE {short}"
+        self._delete = f"{self._delete_short} AND {c['key_rest']} = ''"
         self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
 
     def key_expression(self) -> str:
@@ -763,17 +772,21 @@ class _PostgresStatements(_Statements):
             _PgByteaArray(values),
         )
 
-    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
-        return self._select, (ns, _pg_text_array(keys), now)
+    def select(
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+    ) -> tuple[str, Any]:
+        return self._select if heads else self._select_short, (ns, _pg_text_array(keys), now)
 
     def select_mixed(
         self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
         return self._select_mixed, (ns, *self._mixed(short, long), now)
 
-    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    def delete(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+    ) -> tuple[str, Any]:
         if not long:
-            return self._delete, (ns, _pg_text_array(short))
+            return self._delete if heads else self._delete_short, (ns, _pg_text_array(short))
         return self._delete_mixed, (ns, *self._mixed(short, long))
 
     @staticmethod
@@ -857,7 +870,9 @@ class _MySQLStatements(_Statements):
             )
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_duplicate}"
 
-    def select(self, ns: str, keys: Sequence[str], now: float) -> tuple[str, Any]:
+    def select(
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+    ) -> tuple[str, Any]:
         n = len(keys)
         c = self.c
 
@@ -898,7 +913,9 @@ class _MySQLStatements(_Statements):
         )
         return sql, (ns.encode(), *self._mixed_params(short, long), now)
 
-    def delete(self, ns: str, short: list[str], long: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    def delete(
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+    ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
         if not n:
@@ -1948,11 +1965,13 @@ class SQLByteStore(BackendStore[bytes]):
         """The select statements of a batch, and whether rows carry the hash (long keys)."""
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
         now = time.time()
-        if max(map(len, keys)) <= _HEAD:
-            size = statements.key_chunk(False)
+        longest = max(map(len, keys))
+        if longest <= _HEAD:
+            size, heads = statements.key_chunk(False), longest == _HEAD
             if len(keys) <= size:
-                return [statements.select(self._ns, keys, now)], False
-            return [statements.select(self._ns, chunk, now) for chunk in chunked(keys, size)], False
+                return [statements.select(self._ns, keys, now, heads)], False
+            chunks = chunked(keys, size)
+            return [statements.select(self._ns, chunk, now, heads) for chunk in chunks], False
         work = []
         for chunk in chunked(keys, statements.key_chunk(True)):
             short = [k for k in chunk if len(k) <= _HEAD]
@@ -2013,12 +2032,15 @@ class SQLByteStore(BackendStore[bytes]):
         return self._values_in_order(statements, keys, found, mixed)
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
-        any_long = max(map(len, keys)) > _HEAD
+        longest = max(map(len, keys))
+        any_long = longest > _HEAD
         size = statements.key_chunk(any_long)
         if not any_long:  # the common case: no key to split
+            heads = longest == _HEAD
             if len(keys) <= size:
-                return [statements.delete(self._ns, keys, [])]
-            return [statements.delete(self._ns, list(chunk), []) for chunk in chunked(keys, size)]
+                return [statements.delete(self._ns, keys, [], heads)]
+            chunks = chunked(keys, size)
+            return [statements.delete(self._ns, list(chunk), [], heads) for chunk in chunks]
         chunks = chunked(keys, size)
         work = []
         for chunk in chunks:
