@@ -1290,6 +1290,19 @@ class _KeptConnection:
                 fairy.detach()
 
 
+_SERIAL_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_SERIAL_LOCKS_LOCK = threading.Lock()
+
+
+def _serial_lock(engine: Engine) -> threading.RLock:
+    """The lock of an engine of one connection (`StaticPool`), shared by its stores."""
+    with _SERIAL_LOCKS_LOCK:
+        lock = _SERIAL_LOCKS.get(engine)
+        if lock is None:
+            lock = _SERIAL_LOCKS[engine] = threading.RLock()
+        return lock
+
+
 def _driver_for(driver: str) -> _Driver | None:
     if driver == "pysqlite":
         return _Pysqlite()
@@ -1410,8 +1423,13 @@ class SQLByteStore(BackendStore[bytes]):
                 f"not {self._sync_engine.dialect.driver!r}"
             )
         self._driver: _Driver = sync_driver
-        # One connection shared by every thread (in-memory SQLite): use it one at a time.
-        self._serial = threading.RLock() if isinstance(self._sync_engine.pool, StaticPool) else None
+        # One connection shared by every thread (in-memory SQLite): use it one at a time,
+        # whichever store on the engine uses it.
+        self._serial = (
+            _serial_lock(self._sync_engine)
+            if isinstance(self._sync_engine.pool, StaticPool)
+            else None
+        )
         self._threads = (
             _ThreadConnections(self._sync_engine)
             if self._owns_sync and self._dialect_name == "sqlite" and self._serial is None
@@ -2274,12 +2292,25 @@ def _pragma_setter(pragmas: Mapping[str, str | int | None]) -> Callable[[Any, An
     statements = [
         f"PRAGMA {name} = {value}" for name, value in pragmas.items() if value is not None
     ]
+    patience = int(pragmas.get("busy_timeout") or 0) / 1000
+    locked = importlib.import_module("sqlite3").OperationalError
 
     def set_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+        # Connections opening a new database at once race to switch it to WAL, which needs
+        # an exclusive lock, and the losers get "database is locked" at once: the busy
+        # handler is not called there. So a locked pragma is retried until `busy_timeout`.
+        deadline = time.monotonic() + patience
         cursor = dbapi_connection.cursor()
         try:
             for statement in statements:
-                cursor.execute(statement)
+                while True:
+                    try:
+                        cursor.execute(statement)
+                        break
+                    except locked as exc:
+                        if "locked" not in str(exc) or time.monotonic() >= deadline:
+                            raise
+                        time.sleep(0.005)
         finally:
             cursor.close()
 
