@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from integration_tests.conftest import server_url
 from kvstores.sql import SQLByteStore
-from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory
+from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, run_in_threads
 
 MIB = 1024 * 1024
 SERVERS = {"postgres": "KVSTORES_TEST_POSTGRES_URL", "mysql": "KVSTORES_TEST_MYSQL_URL"}
@@ -214,53 +213,22 @@ def test_prefix_listing_is_an_index_range_scan(
         assert "filesort" not in (row["Extra"] or ""), row
 
 
-def test_concurrent_first_use(server: str, table: str) -> None:
-    url = _url(server)
-    stores = [SQLByteStore(url, table=table, namespace=f"n{i}") for i in range(6)]
-    barrier = threading.Barrier(len(stores))
-    errors: list[BaseException] = []
-
-    def first_use(store: SQLByteStore) -> None:
-        try:
-            barrier.wait()
-            store.mset([("k", str(store.namespace).encode())])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first_use, args=(s,)) for s in stores]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    assert [s.mget(["k"]) for s in stores] == [[f"n{i}".encode()] for i in range(6)]
-    for store in stores:
-        store.close()
-
-
 def test_a_pool_of_one_serves_many_threads(server: str, table: str) -> None:
     # A store keeps the connection its last call used (`_KeptConnection`), but not while a
     # thread may be waiting for it in the pool.
     store = SQLByteStore(
         _url(server), table=table, timeout=3, engine_options={"pool_size": 1, "max_overflow": 0}
     )
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            for j in range(30):
-                store.mset([(f"t{i}-{j}", b"v")])
-                assert store.mget([f"t{i}-{j}"]) == [b"v"]
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for j in range(30):
+            store.mset([(f"t{i}-{j}", b"v")])
+            assert store.mget([f"t{i}-{j}"]) == [b"v"]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    store.close()
-    assert not errors, errors[:3]
+    try:
+        run_in_threads(work, range(4))
+    finally:
+        store.close()
 
 
 def _kept_connection(kept: Any) -> Any:

@@ -17,10 +17,22 @@ A backend's test file supplies a ``make_store`` fixture and subclasses the kit::
 ``make_store(namespace=..., ttl=...)`` must return a new store on the same underlying data
 each time it is called within one test, and that data must start empty for every test.
 The kit closes the stores it made. `make_state_machine` builds a Hypothesis state machine
-that compares a store with a dict.
+that compares a store with a dict; `run_in_threads` runs calls at once in threads and
+re-raises what they raised.
 """
 
-from kvstores.testing.conformance import AsyncByteStoreTests, ByteStoreTests, StoreFactory
+from kvstores.testing.conformance import (
+    AsyncByteStoreTests,
+    ByteStoreTests,
+    StoreFactory,
+    run_in_threads,
+)
 from kvstores.testing.stateful import make_state_machine
 
-__all__ = ["AsyncByteStoreTests", "ByteStoreTests", "StoreFactory", "make_state_machine"]
+__all__ = [
+    "AsyncByteStoreTests",
+    "ByteStoreTests",
+    "StoreFactory",
+    "make_state_machine",
+    "run_in_threads",
+]

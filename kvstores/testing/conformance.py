@@ -160,6 +160,28 @@ BAD_KEYS: list[tuple[Any, type[Exception]]] = [
 BAD_VALUES: list[Any] = [None, "str", 1, 1.5, ["list"], {"d": 1}, object()]
 
 
+def run_in_threads(work: Callable[[T], object], args: Sequence[T]) -> None:
+    """Call ``work(arg)`` for each of `args` in a thread of its own, all released at once
+    (a barrier), and raise the first error any call raised once every thread is done."""
+    barrier = threading.Barrier(len(args))
+    errors: list[BaseException] = []
+
+    def run(arg: T) -> None:
+        try:
+            barrier.wait()
+            work(arg)
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 class ByteStoreTests:
     """The conformance suite for a byte store, through its sync methods.
 
@@ -472,24 +494,21 @@ class ByteStoreTests:
     # Concurrency
 
     def test_threads_share_a_store(self, kv: Ops) -> None:
-        errors: list[BaseException] = []
-
         def work(n: int) -> None:
-            try:
-                pairs = [(f"t{n}-{i}", f"{n}:{i}".encode()) for i in range(50)]
-                for start in range(0, 50, 10):
-                    kv.store.mset(pairs[start : start + 10])
-                assert kv.store.mget([k for k, _ in pairs]) == [v for _, v in pairs]
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            pairs = [(f"t{n}-{i}", f"{n}:{i}".encode()) for i in range(50)]
+            for start in range(0, 50, 10):
+                kv.store.mset(pairs[start : start + 10])
+            assert kv.store.mget([k for k, _ in pairs]) == [v for _, v in pairs]
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors
+        run_in_threads(work, range(8))
         assert len(kv.keys()) == 8 * 50
+
+    def test_stores_first_used_at_once(self, open_store: Callable[..., Ops]) -> None:
+        # Whatever a store sets up on first use (connecting, creating a table), new stores
+        # racing to do it on the same data all succeed.
+        stores = [open_store(namespace=f"n{i}") for i in range(6)]
+        run_in_threads(lambda i: stores[i].store.mset([("k", f"n{i}".encode())]), range(6))
+        assert [ops.store.mget(["k"]) for ops in stores] == [[f"n{i}".encode()] for i in range(6)]
 
     # Lifecycle
 
