@@ -14,8 +14,8 @@ by code point, ``value`` blob) and does what a user of the driver writes:
   CONFLICT DO UPDATE``, ``= ANY(%b::text[])``, the same paged range on a ``COLLATE "C"``
   key. Arrays go and rows come in binary (``binary=True``), the fast way: in text, every
   byte of a bytea is escaped or hex-encoded, and a value read takes twice as long. Async:
-  ``psycopg.AsyncConnection``. Before each timed run the tables of both sides are vacuumed
-  (see ``_vacuum``).
+  ``psycopg.AsyncConnection``. Both sides' tables are vacuumed, untimed, after every reset
+  and every timed write (see ``_vacuum``).
 - PyMySQL (autocommit): ``executemany`` of ``INSERT … ON DUPLICATE KEY UPDATE`` (which
   PyMySQL sends as one multi-row statement), ``IN (…)``, the paged range on a
   ``utf8mb4_bin`` key. Async: the sync calls in a worker thread.
@@ -282,9 +282,9 @@ def _urls(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _vacuum(raw: RawPsycopg, tables: dict[int, str]) -> Callable[[Any], None]:
-    """VACUUM a side's table after its data was reset, so that both sides are timed with
-    the visibility map autovacuum would eventually build (index-only scans then skip the
-    heap), rather than at whichever point of its schedule autovacuum happens to be."""
+    """VACUUM a side's table after its data was reset or written, so that both sides are
+    timed with the visibility map autovacuum would eventually build (index-only scans then
+    skip the heap), rather than at whichever point of its schedule autovacuum happens to be."""
 
     def settle(target: Any) -> None:
         raw.db.execute(f"VACUUM {tables[id(target)]}")

@@ -142,9 +142,11 @@ class Case:
     """One comparison: a kvstores store and its raw baseline, under a backend label.
 
     Without a baseline, the store is measured alone. `settle`, if given, is called with the
-    side's target after each untimed reset of its data, before the timed run: a server
-    backend can bring both sides to the same steady state there (PostgreSQL: ``VACUUM``, as
-    autovacuum would at a moment of its own choosing).
+    side's target, untimed, after each reset of its data and after each timed run that
+    wrote, so that every timed run starts from a settled state: a server backend can bring
+    both sides to the same steady state there (PostgreSQL: ``VACUUM``, as autovacuum would
+    at a moment of its own choosing, which otherwise decides whether a listing after a
+    write reads table pages for visibility).
     """
 
     backend: str
@@ -498,6 +500,8 @@ class _Runner:
                 gc.enable()
             if op.leaves is not None:
                 side.state = op.leaves if complete else State.DIRTY
+                if self.case.settle is not None:
+                    self.case.settle(side.target)
             _check(count == expected, f"{side.name} {op.name}: {count} keys, not {expected}")
             elapsed += seconds
             best = max(best, count / seconds)
