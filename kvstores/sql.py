@@ -138,6 +138,7 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
+    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -515,6 +516,10 @@ class _Statements:
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [row[0] for row in rows]
 
+    def rows_of(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+        """The rows of a select (`select`, `select_mixed`) from what the cursor fetched."""
+        return rows
+
 
 class _SQLiteStatements(_Statements):
     """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
@@ -710,17 +715,19 @@ class _PostgresStatements(_Statements):
         # ''` (equivalent to an empty hash) rather than `key_hash = ''`, which the planner
         # could take with `namespace` as the index condition, leaving `key` to a filter over
         # the whole namespace. Shorter keys need neither: a head has 256 characters.
+        # Rows come as one row of arrays (`rows_of`), which psycopg loads in C, where a
+        # row costs a Python tuple and the server a message each.
         short = f"{c['namespace']} = %s AND {c['key']} = ANY(%s::text[])"
-        select = f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {short}"
-        self._select_short = f"{select} AND {live}"
-        self._select = f"{select} AND {c['key_rest']} = '' AND {live}"
+        pair = f"SELECT array_agg({c['key']}), array_agg({c['value']}) FROM {table} WHERE {short}"
+        self._select_short = f"{pair} AND {live}"
+        self._select = f"{pair} AND {c['key_rest']} = '' AND {live}"
         mixed = (
             f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
             f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
         )
         self._select_mixed = (
-            f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
-            f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
+            f"SELECT array_agg({c['key']}), array_agg({c['key_hash']}), array_agg({c['value']}) "
+            f"FROM {table} WHERE {c['namespace']} = %s AND {mixed} AND {live}"
         )
         self._delete_short = f"DELETE FROM {table} WHERE {short}"
         self._delete = f"{self._delete_short} AND {c['key_rest']} = ''"
@@ -751,6 +758,10 @@ class _PostgresStatements(_Statements):
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         keys: list[str] = rows[0][0]
         return keys
+
+    def rows_of(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+        (columns,) = rows
+        return () if columns[0] is None else zip(*columns, strict=True)  # no row: NULLs
 
     def upsert(
         self,
@@ -2017,7 +2028,7 @@ class SQLByteStore(BackendStore[bytes]):
         return out
 
     @staticmethod
-    def _collect(rows: Sequence[Any], found: dict[Any, bytes], mixed: bool) -> None:
+    def _collect(rows: Iterable[Any], found: dict[Any, bytes], mixed: bool) -> None:
         if not mixed:
             found.update(rows)
             return
@@ -2034,7 +2045,7 @@ class SQLByteStore(BackendStore[bytes]):
         with self._session() as cursor:
             for sql, params in work:
                 cursor.execute(sql, params)
-                self._collect(cursor.fetchall(), found, mixed)
+                self._collect(statements.rows_of(cursor.fetchall()), found, mixed)
         return self._values_in_order(statements, keys, found, mixed)
 
     async def _amget(self, keys: list[str]) -> list[bytes | None]:
@@ -2046,7 +2057,7 @@ class SQLByteStore(BackendStore[bytes]):
         async with self._asession() as cursor:
             for sql, params in work:
                 await cursor.execute(sql, params)
-                self._collect(await cursor.fetchall(), found, mixed)
+                self._collect(statements.rows_of(await cursor.fetchall()), found, mixed)
         return self._values_in_order(statements, keys, found, mixed)
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
