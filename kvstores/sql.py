@@ -378,14 +378,20 @@ class _Statements:
         raise NotImplementedError
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
     ) -> tuple[str, Any]:
         """Rows ``(key, value)`` of short keys (all ≤ 256 characters). `heads`: whether one
-        of them has 256 characters, and so may be the head of a long key's row."""
+        of them has 256 characters, and so may be the head of a long key's row. `arrays`:
+        the rows may come as one row of arrays, where that is faster (`rows_of` reads both)."""
         raise NotImplementedError
 
     def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+        self,
+        ns: str,
+        short: list[str],
+        long: list[tuple[str, bytes]],
+        now: float,
+        arrays: bool = False,
     ) -> tuple[str, Any]:
         """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
         raise NotImplementedError
@@ -578,7 +584,7 @@ class _SQLiteStatements(_Statements):
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_conflict}"
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
     ) -> tuple[str, Any]:
         n = len(keys)
         sql = self._cached(("select", n), lambda: self._select_sql(n))
@@ -605,7 +611,12 @@ class _SQLiteStatements(_Statements):
         return f"({' OR '.join(terms)})"
 
     def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+        self,
+        ns: str,
+        short: list[str],
+        long: list[tuple[str, bytes]],
+        now: float,
+        arrays: bool = False,
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
 
@@ -715,20 +726,26 @@ class _PostgresStatements(_Statements):
         # ''` (equivalent to an empty hash) rather than `key_hash = ''`, which the planner
         # could take with `namespace` as the index condition, leaving `key` to a filter over
         # the whole namespace. Shorter keys need neither: a head has 256 characters.
-        # Rows come as one row of arrays (`rows_of`), which psycopg loads in C, where a
-        # row costs a Python tuple and the server a message each.
         short = f"{c['namespace']} = %s AND {c['key']} = ANY(%s::text[])"
-        pair = f"SELECT array_agg({c['key']}), array_agg({c['value']}) FROM {table} WHERE {short}"
-        self._select_short = f"{pair} AND {live}"
-        self._select = f"{pair} AND {c['key_rest']} = '' AND {live}"
         mixed = (
             f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
             f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
         )
-        self._select_mixed = (
-            f"SELECT array_agg({c['key']}), array_agg({c['key_hash']}), array_agg({c['value']}) "
-            f"FROM {table} WHERE {c['namespace']} = %s AND {mixed} AND {live}"
-        )
+        # Each select twice: rows, and one row of arrays (`rows_of`), which psycopg loads in
+        # C where each row costs a Python tuple and the server a message: 15% faster for 100
+        # hits in sync calls, but 30% slower in async ones, whose event loop wakes up for
+        # each chunk of a message that large.
+        self._selects: dict[tuple[str, bool], str] = {}
+        for arrays in (False, True):
+            key_value = self._columns((c["key"], c["value"]), arrays)
+            key_hash_value = self._columns((c["key"], c["key_hash"], c["value"]), arrays)
+            select = f"SELECT {key_value} FROM {table} WHERE {short}"
+            self._selects["short", arrays] = f"{select} AND {live}"
+            self._selects["heads", arrays] = f"{select} AND {c['key_rest']} = '' AND {live}"
+            self._selects["mixed", arrays] = (
+                f"SELECT {key_hash_value} FROM {table} "
+                f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
+            )
         self._delete_short = f"DELETE FROM {table} WHERE {short}"
         self._delete = f"{self._delete_short} AND {c['key_rest']} = ''"
         self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
@@ -759,8 +776,18 @@ class _PostgresStatements(_Statements):
         keys: list[str] = rows[0][0]
         return keys
 
+    @staticmethod
+    def _columns(columns: Sequence[str], arrays: bool) -> str:
+        return (
+            ", ".join(f"array_agg({column})" for column in columns)
+            if arrays
+            else ", ".join(columns)
+        )
+
     def rows_of(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        (columns,) = rows
+        if len(rows) != 1 or not (rows[0][0] is None or type(rows[0][0]) is list):
+            return rows  # rows as they are: a key is a str
+        columns = rows[0]
         return () if columns[0] is None else zip(*columns, strict=True)  # no row: NULLs
 
     def upsert(
@@ -784,14 +811,20 @@ class _PostgresStatements(_Statements):
         )
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
     ) -> tuple[str, Any]:
-        return self._select if heads else self._select_short, (ns, _pg_text_array(keys), now)
+        sql = self._selects["heads" if heads else "short", arrays]
+        return sql, (ns, _pg_text_array(keys), now)
 
     def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+        self,
+        ns: str,
+        short: list[str],
+        long: list[tuple[str, bytes]],
+        now: float,
+        arrays: bool = False,
     ) -> tuple[str, Any]:
-        return self._select_mixed, (ns, *self._mixed(short, long), now)
+        return self._selects["mixed", arrays], (ns, *self._mixed(short, long), now)
 
     def delete(
         self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
@@ -882,7 +915,7 @@ class _MySQLStatements(_Statements):
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_duplicate}"
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
     ) -> tuple[str, Any]:
         n = len(keys)
         c = self.c
@@ -910,7 +943,12 @@ class _MySQLStatements(_Statements):
         return [k.encode() for k in short] + [h.encode() for h, _ in long] + [d for _, d in long]
 
     def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
+        self,
+        ns: str,
+        short: list[str],
+        long: list[tuple[str, bytes]],
+        now: float,
+        arrays: bool = False,
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
@@ -1989,7 +2027,7 @@ class SQLByteStore(BackendStore[bytes]):
             self._marked = True
 
     def _selects(
-        self, statements: _Statements, keys: list[str]
+        self, statements: _Statements, keys: list[str], arrays: bool
     ) -> tuple[list[tuple[str, Any]], bool]:
         """The select statements of a batch, and whether rows carry the hash (long keys)."""
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
@@ -1998,17 +2036,18 @@ class SQLByteStore(BackendStore[bytes]):
         if longest <= _HEAD:
             size, heads = statements.key_chunk(False), longest == _HEAD
             if len(keys) <= size:
-                return [statements.select(self._ns, keys, now, heads)], False
+                return [statements.select(self._ns, keys, now, heads, arrays)], False
             chunks = chunked(keys, size)
-            return [statements.select(self._ns, chunk, now, heads) for chunk in chunks], False
+            work = [statements.select(self._ns, chunk, now, heads, arrays) for chunk in chunks]
+            return work, False
         work = []
         for chunk in chunked(keys, statements.key_chunk(True)):
             short = [k for k in chunk if len(k) <= _HEAD]
             long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
             if long:
-                work.append(statements.select_mixed(self._ns, short, long, now))
+                work.append(statements.select_mixed(self._ns, short, long, now, arrays))
             else:
-                work.append(statements.select(self._ns, short, now))
+                work.append(statements.select(self._ns, short, now, arrays=arrays))
         return work, True
 
     def _values_in_order(
@@ -2040,7 +2079,7 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         statements = self._statements or self._ready()
-        work, mixed = self._selects(statements, keys)
+        work, mixed = self._selects(statements, keys, arrays=True)
         found: dict[Any, bytes] = {}
         with self._session() as cursor:
             for sql, params in work:
@@ -2052,7 +2091,7 @@ class SQLByteStore(BackendStore[bytes]):
         if self._async_driver is None:
             return await self._in_thread(self._mget, keys)
         statements = self._statements or await self._aready()
-        work, mixed = self._selects(statements, keys)
+        work, mixed = self._selects(statements, keys, arrays=False)
         found: dict[Any, bytes] = {}
         async with self._asession() as cursor:
             for sql, params in work:
