@@ -397,7 +397,7 @@ class _Statements:
         raise NotImplementedError
 
     def delete(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
     ) -> tuple[str, Any]:
         """Delete short and long ``(head, hash)`` keys; `heads` as for `select`."""
         raise NotImplementedError
@@ -632,7 +632,7 @@ class _SQLiteStatements(_Statements):
         return sql, (ns, now, *short, *(h for h, _ in long), *(d for _, d in long))
 
     def delete(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
@@ -827,14 +827,14 @@ class _PostgresStatements(_Statements):
         return self._selects["mixed", arrays], (ns, *self._mixed(short, long), now)
 
     def delete(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
     ) -> tuple[str, Any]:
         if not long:
             return self._delete if heads else self._delete_short, (ns, _pg_text_array(short))
         return self._delete_mixed, (ns, *self._mixed(short, long))
 
     @staticmethod
-    def _mixed(short: list[str], long: list[tuple[str, bytes]]) -> tuple[Any, ...]:
+    def _mixed(short: Sequence[str], long: list[tuple[str, bytes]]) -> tuple[Any, ...]:
         heads = _pg_text_array([h for h, _ in long])
         return _pg_text_array(short), heads, _PgByteaArray([d for _, d in long])
 
@@ -939,7 +939,7 @@ class _MySQLStatements(_Statements):
         terms.append(f"({c['key']} IN ({marks}) AND {c['key_hash']} IN ({marks}))")
         return f"({' OR '.join(terms)})"
 
-    def _mixed_params(self, short: list[str], long: list[tuple[str, bytes]]) -> list[Any]:
+    def _mixed_params(self, short: Sequence[str], long: list[tuple[str, bytes]]) -> list[Any]:
         return [k.encode() for k in short] + [h.encode() for h, _ in long] + [d for _, d in long]
 
     def select_mixed(
@@ -963,7 +963,7 @@ class _MySQLStatements(_Statements):
         return sql, (ns.encode(), *self._mixed_params(short, long), now)
 
     def delete(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], heads: bool = True
+        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
@@ -2034,10 +2034,7 @@ class SQLByteStore(BackendStore[bytes]):
         now = time.time()
         longest = max(map(len, keys))
         if longest <= _HEAD:
-            size, heads = statements.key_chunk(False), longest == _HEAD
-            if len(keys) <= size:
-                return [statements.select(self._ns, keys, now, heads, arrays)], False
-            chunks = chunked(keys, size)
+            chunks, heads = chunked(keys, statements.key_chunk(False)), longest == _HEAD
             work = [statements.select(self._ns, chunk, now, heads, arrays) for chunk in chunks]
             return work, False
         work = []
@@ -2102,14 +2099,10 @@ class SQLByteStore(BackendStore[bytes]):
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
         longest = max(map(len, keys))
         any_long = longest > _HEAD
-        size = statements.key_chunk(any_long)
+        chunks = chunked(keys, statements.key_chunk(any_long))
         if not any_long:  # the common case: no key to split
             heads = longest == _HEAD
-            if len(keys) <= size:
-                return [statements.delete(self._ns, keys, [], heads)]
-            chunks = chunked(keys, size)
-            return [statements.delete(self._ns, list(chunk), [], heads) for chunk in chunks]
-        chunks = chunked(keys, size)
+            return [statements.delete(self._ns, chunk, [], heads) for chunk in chunks]
         work = []
         for chunk in chunks:
             short = [k for k in chunk if len(k) <= _HEAD]
