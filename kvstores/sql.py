@@ -378,11 +378,10 @@ class _Statements:
         raise NotImplementedError
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
     ) -> tuple[str, Any]:
         """Rows ``(key, value)`` of short keys (all ≤ 256 characters). `heads`: whether one
-        of them has 256 characters, and so may be the head of a long key's row. `arrays`:
-        the rows may come as one row of arrays, where that is faster (`rows_of` reads both)."""
+        of them has 256 characters, and so may be the head of a long key's row."""
         raise NotImplementedError
 
     def select_mixed(
@@ -391,7 +390,6 @@ class _Statements:
         short: list[str],
         long: list[tuple[str, bytes]],
         now: float,
-        arrays: bool = False,
     ) -> tuple[str, Any]:
         """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
         raise NotImplementedError
@@ -522,10 +520,6 @@ class _Statements:
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [row[0] for row in rows]
 
-    def rows_of(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        """The rows of a select (`select`, `select_mixed`) from what the cursor fetched."""
-        return rows
-
 
 class _SQLiteStatements(_Statements):
     """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
@@ -584,7 +578,7 @@ class _SQLiteStatements(_Statements):
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_conflict}"
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
     ) -> tuple[str, Any]:
         n = len(keys)
         sql = self._cached(("select", n), lambda: self._select_sql(n))
@@ -616,7 +610,6 @@ class _SQLiteStatements(_Statements):
         short: list[str],
         long: list[tuple[str, bytes]],
         now: float,
-        arrays: bool = False,
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
 
@@ -731,21 +724,16 @@ class _PostgresStatements(_Statements):
             f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
             f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
         )
-        # Each select twice: rows, and one row of arrays (`rows_of`), which psycopg loads in
-        # C where each row costs a Python tuple and the server a message: 15% faster for 100
-        # hits in sync calls, but measured 30% slower in async ones (most likely the event
-        # loop's wake-ups while one 100 KiB message arrives; not pinned down).
-        self._selects: dict[tuple[str, bool], str] = {}
-        for arrays in (False, True):
-            key_value = self._columns((c["key"], c["value"]), arrays)
-            key_hash_value = self._columns((c["key"], c["key_hash"], c["value"]), arrays)
-            select = f"SELECT {key_value} FROM {table} WHERE {short}"
-            self._selects["short", arrays] = f"{select} AND {live}"
-            self._selects["heads", arrays] = f"{select} AND {c['key_rest']} = '' AND {live}"
-            self._selects["mixed", arrays] = (
-                f"SELECT {key_hash_value} FROM {table} "
-                f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
-            )
+        # Rows, not one row of array_agg columns: the server builds a 100 KiB array for 100
+        # hits, whose allocation measured 400 to 700 µs a call depending on the backend's
+        # history, where rows took 390 to 440 µs.
+        select = f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {short}"
+        self._select = f"{select} AND {live}"
+        self._select_heads = f"{select} AND {c['key_rest']} = '' AND {live}"
+        self._select_mixed = (
+            f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
+            f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
+        )
         self._delete_short = f"DELETE FROM {table} WHERE {short}"
         self._delete = f"{self._delete_short} AND {c['key_rest']} = ''"
         self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
@@ -776,20 +764,6 @@ class _PostgresStatements(_Statements):
         keys: list[str] = rows[0][0]
         return keys
 
-    @staticmethod
-    def _columns(columns: Sequence[str], arrays: bool) -> str:
-        return (
-            ", ".join(f"array_agg({column})" for column in columns)
-            if arrays
-            else ", ".join(columns)
-        )
-
-    def rows_of(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        if len(rows) != 1 or not (rows[0][0] is None or type(rows[0][0]) is list):
-            return rows  # rows as they are: a key is a str
-        columns = rows[0]
-        return () if columns[0] is None else zip(*columns, strict=True)  # no row: NULLs
-
     def upsert(
         self,
         ns: str,
@@ -811,9 +785,9 @@ class _PostgresStatements(_Statements):
         )
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
     ) -> tuple[str, Any]:
-        sql = self._selects["heads" if heads else "short", arrays]
+        sql = self._select_heads if heads else self._select
         return sql, (ns, _pg_text_array(keys), now)
 
     def select_mixed(
@@ -822,9 +796,8 @@ class _PostgresStatements(_Statements):
         short: list[str],
         long: list[tuple[str, bytes]],
         now: float,
-        arrays: bool = False,
     ) -> tuple[str, Any]:
-        return self._selects["mixed", arrays], (ns, *self._mixed(short, long), now)
+        return self._select_mixed, (ns, *self._mixed(short, long), now)
 
     def delete(
         self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
@@ -915,7 +888,7 @@ class _MySQLStatements(_Statements):
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_duplicate}"
 
     def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True, arrays: bool = False
+        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
     ) -> tuple[str, Any]:
         n = len(keys)
         c = self.c
@@ -948,7 +921,6 @@ class _MySQLStatements(_Statements):
         short: list[str],
         long: list[tuple[str, bytes]],
         now: float,
-        arrays: bool = False,
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
@@ -2027,7 +1999,7 @@ class SQLByteStore(BackendStore[bytes]):
             self._marked = True
 
     def _selects(
-        self, statements: _Statements, keys: list[str], arrays: bool
+        self, statements: _Statements, keys: list[str]
     ) -> tuple[list[tuple[str, Any]], bool]:
         """The select statements of a batch, and whether rows carry the hash (long keys)."""
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
@@ -2035,16 +2007,16 @@ class SQLByteStore(BackendStore[bytes]):
         longest = max(map(len, keys))
         if longest <= _HEAD:
             chunks, heads = chunked(keys, statements.key_chunk(False)), longest == _HEAD
-            work = [statements.select(self._ns, chunk, now, heads, arrays) for chunk in chunks]
+            work = [statements.select(self._ns, chunk, now, heads) for chunk in chunks]
             return work, False
         work = []
         for chunk in chunked(keys, statements.key_chunk(True)):
             short = [k for k in chunk if len(k) <= _HEAD]
             long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
             if long:
-                work.append(statements.select_mixed(self._ns, short, long, now, arrays))
+                work.append(statements.select_mixed(self._ns, short, long, now))
             else:
-                work.append(statements.select(self._ns, short, now, arrays=arrays))
+                work.append(statements.select(self._ns, short, now))
         return work, True
 
     def _values_in_order(
@@ -2076,24 +2048,24 @@ class SQLByteStore(BackendStore[bytes]):
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         statements = self._statements or self._ready()
-        work, mixed = self._selects(statements, keys, arrays=True)
+        work, mixed = self._selects(statements, keys)
         found: dict[Any, bytes] = {}
         with self._session() as cursor:
             for sql, params in work:
                 cursor.execute(sql, params)
-                self._collect(statements.rows_of(cursor.fetchall()), found, mixed)
+                self._collect(cursor.fetchall(), found, mixed)
         return self._values_in_order(statements, keys, found, mixed)
 
     async def _amget(self, keys: list[str]) -> list[bytes | None]:
         if self._async_driver is None:
             return await self._in_thread(self._mget, keys)
         statements = self._statements or await self._aready()
-        work, mixed = self._selects(statements, keys, arrays=False)
+        work, mixed = self._selects(statements, keys)
         found: dict[Any, bytes] = {}
         async with self._asession() as cursor:
             for sql, params in work:
                 await cursor.execute(sql, params)
-                self._collect(statements.rows_of(await cursor.fetchall()), found, mixed)
+                self._collect(await cursor.fetchall(), found, mixed)
         return self._values_in_order(statements, keys, found, mixed)
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
