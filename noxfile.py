@@ -37,27 +37,57 @@ def _lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-def _services_env(session: nox.Session) -> dict[str, str]:
-    """Start the integration servers with the repository's script; return their URL variables."""
-    if not SERVICES.exists():
-        return {}
-    out = subprocess.run(
-        ["bash", str(SERVICES), "start"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
+# The URL variable each service of scripts/services.sh exports.
+_SERVICE_OF = {
+    "KVSTORES_TEST_POSTGRES_URL": "postgres",
+    "KVSTORES_TEST_MYSQL_URL": "mysql",
+    "KVSTORES_TEST_REDIS_URL": "redis",
+    "KVSTORES_TEST_REDIS_CLUSTER_URL": "redis-cluster",
+}
+
+
+def _exports(text: str) -> dict[str, str]:
+    """The ``export NAME='value'`` lines scripts/services.sh prints, as a dict."""
     env = {}
-    for line in out.splitlines():
+    for line in text.splitlines():
         if line.startswith("export ") and "=" in line:
             name, _, value = line.removeprefix("export ").partition("=")
             env[name] = value.strip().strip("'\"")
-    session.log(f"servers up: {', '.join(sorted(env)) or 'none'}")
     return env
 
 
+def _services(command: str, *services: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["bash", str(SERVICES), command, *services],
+        check=command != "env",  # `env` fails when nothing runs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if command == "env" else None,
+        text=True,
+    ).stdout
+    return _exports(out)
+
+
 def _integration(session: nox.Session) -> None:
+    """Run integration_tests/ against servers started by scripts/services.sh, and stop
+    afterwards the ones this session started (servers already running are left running)."""
     if not any((ROOT / "integration_tests").glob("test_*.py")):
         session.log("integration_tests/ has no tests yet")
         return
-    session.run("pytest", "integration_tests", *session.posargs, env=_services_env(session))
+    if not SERVICES.exists():
+        session.run("pytest", "integration_tests", *session.posargs)
+        return
+    running = _services("env")
+    env = _services("start")
+    session.log(f"servers up: {', '.join(sorted(env)) or 'none'}")
+    started = [
+        service for name, service in _SERVICE_OF.items() if name in env and name not in running
+    ]
+    try:
+        session.run("pytest", "integration_tests", *session.posargs, env=env)
+    finally:
+        if started:
+            session.log(f"stopping the servers this session started: {', '.join(started)}")
+            _services("stop", *started)
 
 
 @nox.session(python=PYTHON)
