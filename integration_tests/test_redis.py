@@ -652,6 +652,12 @@ def test_ttl_rounds_up_to_whole_milliseconds(isolated: Isolated) -> None:
 # Clients: decode_responses, ownership, twins
 
 
+def test_server_version_names_the_server(isolated: Isolated) -> None:
+    # Every test server here is the same redis-server binary, standalone or clustered.
+    expected = _raw("redis-url").info("server")["redis_version"]
+    assert isolated.store().server_version() == f"redis {expected}"
+
+
 def test_decoding_clients_are_refused() -> None:
     url = _url("redis-url")
     cluster_url = _url("cluster-url")

@@ -195,6 +195,14 @@ def _page_plan(store: SQLByteStore, admin: Engine, table: str) -> list[Any]:
         return list(connection.exec_driver_sql(f"EXPLAIN {sql}", params).mappings())
 
 
+def test_server_version_names_the_server(store: SQLByteStore, admin: Engine) -> None:
+    with admin.connect():
+        info = admin.dialect.server_version_info
+    assert info
+    # A store that has not connected yet connects to tell.
+    assert store.server_version() == f"{admin.dialect.name} {'.'.join(map(str, info))}"
+
+
 def test_prefix_listing_is_an_index_range_scan(
     store: SQLByteStore, admin: Engine, table: str
 ) -> None:

@@ -192,6 +192,11 @@ class BackendStore(BaseStore[str, V]):
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         return aiter_in_thread(lambda: self._yield_keys(prefix), self.page_size)
 
+    def server_version(self) -> str | None:
+        """The server's name and version, such as ``"redis 7.0.15"`` or ``"postgresql
+        15.8"``; `None` for a store without a server. Connects if the store has not yet."""
+        return None
+
     def _options_repr(self) -> str:
         """``, namespace=…, ttl=…`` for the options that are set: the tail of a repr."""
         options = (("namespace", self.namespace), ("ttl", self.ttl))

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import click
 
 from kvstores import __version__
-from kvstores._base import ByteStore
+from kvstores._base import BackendStore, ByteStore
 from kvstores._registry import from_url
 from kvstores._urls import mask_secrets, mask_url, split_common_options
 from kvstores.errors import KVStoreError
@@ -736,40 +736,13 @@ def bench_command(
 
 
 def server_version(store: object) -> str:
-    """The server's name and version where the store shows them, else ``"unknown"``.
-
-    Duck-typed, best effort: an SQLAlchemy ``engine`` (its dialect's
-    ``server_version_info``, known once connected), a redis-py client (``INFO server``).
-    """
+    """The server's name and version (`BackendStore.server_version`), else ``"unknown"``:
+    best effort, any failure included."""
     try:
-        dialect = getattr(getattr(store, "engine", None), "dialect", None)
-        info = getattr(dialect, "server_version_info", None)
-        if isinstance(info, tuple) and info:
-            name = getattr(dialect, "name", "sql")
-            return f"{name} {'.'.join(map(str, info))}"
-        for attribute in ("client", "redis", "_sync_client"):
-            client = getattr(store, attribute, None)
-            version = _redis_version(client) if client is not None else None
-            if version:
-                return version
+        version = store.server_version() if isinstance(store, BackendStore) else None
     except Exception:  # noqa: BLE001 - best effort: any failure is "unknown"
-        pass
-    return "unknown"
-
-
-def _redis_version(client: object) -> str | None:
-    info = getattr(client, "info", None)
-    if not callable(info):
-        return None
-    data = info("server")
-    if not isinstance(data, dict):
-        return None
-    if data and all(isinstance(v, dict) for v in data.values()):  # a cluster: one per node
-        data = next(iter(data.values()))
-    for field_name, name in (("valkey_version", "valkey"), ("redis_version", "redis")):
-        if field_name in data:
-            return f"{name} {data[field_name]}"
-    return None
+        version = None
+    return version or "unknown"
 
 
 @cli.command("ping", short_help="Write, read and delete a key; show latency and version.")

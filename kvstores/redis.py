@@ -1195,6 +1195,20 @@ class RedisByteStore(BackendStore[bytes]):
             self._current = None
         return sync, owned
 
+    def server_version(self) -> str | None:
+        """``"redis <version>"`` (``"valkey <version>"`` for Valkey) from ``INFO server``; on
+        a cluster, the first node's."""
+        try:
+            data: Any = self._sync().info("server")
+        except _DRIVER_ERRORS as exc:
+            raise self._error(exc) from exc
+        if data and all(isinstance(v, dict) for v in data.values()):  # a cluster: per node
+            data = next(iter(data.values()))
+        for field, name in (("valkey_version", "valkey"), ("redis_version", "redis")):
+            if field in data:
+                return f"{name} {data[field]}"
+        return None
+
     def close(self) -> None:
         """Close the clients this store built; a client given to it stays open."""
         sync, owned = self._take_owned()

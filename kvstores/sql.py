@@ -1619,6 +1619,14 @@ class SQLByteStore(BackendStore[bytes]):
         """The sync engine (the one given, or made from the URL)."""
         return self._sync_engine
 
+    def server_version(self) -> str | None:
+        """The dialect's name and the server's version (SQLite's library version)."""
+        dialect = self._sync_engine.dialect
+        if not dialect.server_version_info:  # known once the engine has connected
+            self._statements or self._ready()
+        info = dialect.server_version_info
+        return f"{dialect.name} {'.'.join(map(str, info))}" if info else None
+
     def __repr__(self) -> str:
         table = f"table={self.table_name!r}"
         return f"SQLByteStore({self._masked_url!r}, {table}{self._options_repr()})"

@@ -164,6 +164,12 @@ def test_schema_version_is_recorded(tmp_path: Path) -> None:
     store.close()
 
 
+def test_server_version_is_sqlites_library_version(tmp_path: Path) -> None:
+    store = _file_store(tmp_path)
+    assert store.server_version() == f"sqlite {sqlite3.sqlite_version}"
+    store.close()
+
+
 def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     _file_store(tmp_path).create_schema()
     db = sqlite3.connect(tmp_path / "kv.db")
