@@ -1460,7 +1460,8 @@ class SQLByteStore(BackendStore[bytes]):
         self._executor: ThreadPoolExecutor | None = None
         # Connections of an engine the store made use generic plans, renewed now and then.
         self._replans = self._owns and self._dialect_name == "postgresql"
-        self._executor_lock = threading.Lock()
+        # Guards the store's own lifecycle state: its worker thread and the fork handover.
+        self._state_lock = threading.Lock()
         # An engine the store made, in autocommit with skip_autocommit_rollback, puts a
         # connection back in its pool without I/O, so without a trip through SQLAlchemy's
         # greenlet (unless the pool is full and closes it).
@@ -1867,7 +1868,7 @@ class SQLByteStore(BackendStore[bytes]):
         """First call in a forked child: leave the parent's connections alone (using one
         would mix two processes' statements on one socket, and closing one would end the
         parent's session) and open new ones, as SQLAlchemy advises for a pool."""
-        with self._executor_lock:
+        with self._state_lock:
             if self._forks == _forks:
                 return
             self._forks = _forks
@@ -2175,7 +2176,7 @@ class SQLByteStore(BackendStore[bytes]):
         serves every async call, as aiosqlite does; elsewhere the default executor."""
         executor = None
         if self._dialect_name == "sqlite":
-            with self._executor_lock:
+            with self._state_lock:
                 executor = self._executor
                 if executor is None:
                     executor = self._executor = ThreadPoolExecutor(
@@ -2243,7 +2244,7 @@ class SQLByteStore(BackendStore[bytes]):
             await asyncio.to_thread(self._sync_engine.dispose)
 
     def _stop_executor(self) -> None:
-        with self._executor_lock:
+        with self._state_lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)
