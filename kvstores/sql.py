@@ -724,9 +724,10 @@ class _PostgresStatements(_Statements):
             f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
             f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
         )
-        # Rows, not one row of array_agg columns: the server builds a 100 KiB array for 100
-        # hits, whose allocation measured 400 to 700 µs a call depending on the backend's
-        # history, where rows took 390 to 440 µs.
+        # Rows, not one row of array_agg columns: for 100 hits the server builds a 100 KiB
+        # array, which took 400 to 700 µs a call depending on the connection and what it ran
+        # before (most likely the server's memory allocation; not pinned down), where rows
+        # took 390 to 440 µs on every connection.
         select = f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {short}"
         self._select = f"{select} AND {live}"
         self._select_heads = f"{select} AND {c['key_rest']} = '' AND {live}"
