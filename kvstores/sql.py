@@ -385,11 +385,7 @@ class _Statements:
         raise NotImplementedError
 
     def select_mixed(
-        self,
-        ns: str,
-        short: list[str],
-        long: list[tuple[str, bytes]],
-        now: float,
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
         """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
         raise NotImplementedError
@@ -605,11 +601,7 @@ class _SQLiteStatements(_Statements):
         return f"({' OR '.join(terms)})"
 
     def select_mixed(
-        self,
-        ns: str,
-        short: list[str],
-        long: list[tuple[str, bytes]],
-        now: float,
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
 
@@ -792,11 +784,7 @@ class _PostgresStatements(_Statements):
         return sql, (ns, _pg_text_array(keys), now)
 
     def select_mixed(
-        self,
-        ns: str,
-        short: list[str],
-        long: list[tuple[str, bytes]],
-        now: float,
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
         return self._select_mixed, (ns, *self._mixed(short, long), now)
 
@@ -917,11 +905,7 @@ class _MySQLStatements(_Statements):
         return [k.encode() for k in short] + [h.encode() for h, _ in long] + [d for _, d in long]
 
     def select_mixed(
-        self,
-        ns: str,
-        short: list[str],
-        long: list[tuple[str, bytes]],
-        now: float,
+        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
     ) -> tuple[str, Any]:
         s, n = len(short), len(long)
         c = self.c
@@ -1937,7 +1921,7 @@ class SQLByteStore(BackendStore[bytes]):
                     await driver.aset_autocommit(conn, False)
             pool = engine.sync_engine.pool
             if kept is not None and fairy.is_valid and kept.keep(fairy):
-                pass
+                pass  # kept, checked out, for the loop's next call
             elif (
                 self._quiet_checkin
                 and fairy.is_valid

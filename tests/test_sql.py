@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sqlite3
 import threading
 import time
@@ -211,7 +212,7 @@ def _use_in_child(store: SQLByteStore, parents: Any) -> None:
     store.close()
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     store = SQLByteStore(f"sqlite:///{tmp_path}/kv.db")
     store.mset([("parent", b"p")])
