@@ -371,7 +371,7 @@ def _plan(store: SQLByteStore, prefix: str) -> str:
     if expiry is None and statements.mark_check == "lookup":
         expiry = False  # what the lookup finds in a namespace never written with a ttl
     sql, params = statements.page(
-        store.namespace or "", prefix, None, PAGE, time.time(), expiry=expiry, heads=True
+        store.namespace or "", prefix, None, PAGE, time.time(), expiry=expiry
     )
     dialect = store.engine.dialect.name
     explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}

@@ -5,6 +5,7 @@ plans, keys past the index limits, 16 MiB values and user-given engines."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import random
 import time
@@ -16,11 +17,22 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
-from sqlalchemy import text
+from sqlalchemy import (
+    Column,
+    Double,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    insert,
+    inspect,
+    text,
+)
+from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.engine import Engine
 
 from integration_tests.conftest import server_url
-from kvstores.sql import SQLByteStore
+from kvstores.sql import SCHEMA_VERSION, SQLByteStore, _define_tables, _text
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, run_in_threads
 
 MIB = 1024 * 1024
@@ -92,7 +104,7 @@ def test_only_the_primary_key_is_indexed(store: SQLByteStore, admin: Engine, tab
                 text("SELECT indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
             ).all()
             assert [r[0].split(" USING btree ")[1] for r in rows] == [
-                "(namespace, key, key_hash) INCLUDE (expires_at)"
+                "(namespace, key) INCLUDE (expires_at)"
             ]
             collations = connection.execute(
                 text(
@@ -104,11 +116,7 @@ def test_only_the_primary_key_is_indexed(store: SQLByteStore, admin: Engine, tab
             assert collations == [("key", "C"), ("key_rest", "C"), ("namespace", "C")]
         else:
             rows = connection.exec_driver_sql(f"SHOW INDEX FROM {table}").all()
-            assert [(r[2], r[4]) for r in rows] == [
-                ("PRIMARY", "namespace"),
-                ("PRIMARY", "key"),
-                ("PRIMARY", "key_hash"),
-            ]
+            assert [(r[2], r[4]) for r in rows] == [("PRIMARY", "namespace"), ("PRIMARY", "key")]
             types = dict(
                 connection.execute(
                     text(
@@ -118,8 +126,140 @@ def test_only_the_primary_key_is_indexed(store: SQLByteStore, admin: Engine, tab
                     {"t": table},
                 ).all()
             )
-            assert types["namespace"] == types["key"] == "varbinary(1024)"
+            assert types["namespace"] == "varbinary(1024)"
+            assert types["key"] == "varbinary(1088)"  # 256 characters and a hash
             assert types["value"] == "longblob"
+
+
+# Migrating a table of schema version 1
+
+
+def _version_1_table(name: str) -> Table:
+    """The layout of schema version 1: ``key_hash`` (empty, or the SHA-256 of a key longer
+    than 256 characters, whose first 256 are in ``key``) in the primary key."""
+    binary = LargeBinary().with_variant(mysql_dialect.VARBINARY(32), "mysql", "mariadb")
+    blob = LargeBinary().with_variant(mysql_dialect.LONGBLOB(), "mysql", "mariadb")
+    return Table(
+        name,
+        MetaData(),
+        Column("namespace", _text(1024), nullable=False),
+        Column("key", _text(1024), nullable=False),
+        Column("key_hash", binary, nullable=False),
+        Column("key_rest", _text(3072), nullable=False),
+        Column("value", blob, nullable=False),
+        Column("expires_at", Double(), nullable=True),
+        PrimaryKeyConstraint("namespace", "key", "key_hash", postgresql_include=["expires_at"]),
+        mysql_engine="InnoDB",
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def version_1(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """``(url, table)`` of a table written by schema version 1, with its meta table."""
+    name = f"kvt_{uuid.uuid4().hex[:16]}"
+    url = f"sqlite:///{tmp_path / 'kv.db'}" if request.param == "sqlite" else _url(request.param)
+    engine = SQLByteStore(url).engine
+    table, meta = _version_1_table(name), _define_tables(name, None)[1]
+    split = {k: (k, b"", "") if len(k) <= 256 else (k[:256], _sha256(k), k[256:]) for k in _V1}
+    rows = [
+        _v1_row(ns, *split[k], value=v, expires_at=None)
+        for ns, pairs in (("", _V1), ("other", {k: b"other " + v for k, v in _V1.items()}))
+        for k, v in pairs.items()
+    ]
+    now = time.time()
+    rows.append(_v1_row("", "later", b"", "", value=b"later", expires_at=now + 3600))
+    rows.append(_v1_row("", "gone", b"", "", value=b"gone", expires_at=now - 10))
+    if request.param == "mysql":  # VARBINARY columns: UTF-8 bytes
+        rows = [{k: v.encode() if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    with engine.begin() as connection:
+        table.create(connection)
+        meta.create(connection)
+        connection.execute(insert(table), rows)
+        # The expiring rows' mark, which version 1 wrote too (read by SQLite's listing).
+        marks = [{"name": "schema_version", "value": "1"}, {"name": "expiring:", "value": "1"}]
+        connection.execute(insert(meta), marks)
+    yield url, name
+    with engine.begin() as connection:
+        for suffix in ("", "_meta", "_mig1", "_mig2"):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}{suffix}")
+    engine.dispose()
+
+
+def _sha256(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _v1_row(
+    ns: str, key: str, digest: bytes, rest: str, *, value: bytes, expires_at: float | None
+) -> dict[str, Any]:
+    return {
+        "namespace": ns,
+        "key": key,
+        "key_hash": digest,
+        "key_rest": rest,
+        "value": value,
+        "expires_at": expires_at,
+    }
+
+
+_HEAD = "h" * 256
+_V1 = {
+    "a": b"1",
+    "b/1": b"2",
+    _HEAD: b"head",
+    _HEAD + "x": b"long x",
+    _HEAD + "yy": b"long yy",
+    "é" * 300: b"long accented",
+}
+
+
+def test_a_version_1_table_is_migrated_on_first_use(version_1: tuple[str, str]) -> None:
+    url, table = version_1
+    stores = [SQLByteStore(url, table=table, namespace=ns) for ns in (None, "other") * 4]
+    keys = [*_V1, "later", "gone"]
+    # Stores first used at once: one migrates, the others wait for it or find it done.
+    got: dict[int, list[bytes | None]] = {}
+    run_in_threads(lambda i: got.update({i: stores[i].mget(keys)}), range(len(stores)))
+    expected = [*_V1.values(), b"later", None]
+    other = [b"other " + v for v in _V1.values()] + [None, None]
+    assert [got[i] for i in range(len(stores))] == [expected, other] * 4
+    store = stores[0]
+    assert sorted(store.yield_keys()) == sorted([*_V1, "later"])
+    assert sorted(store.yield_keys(prefix=_HEAD)) == [_HEAD, _HEAD + "x", _HEAD + "yy"]
+    assert list(store.yield_keys(prefix=_HEAD + "y")) == [_HEAD + "yy"]
+    assert list(store.yield_keys(prefix="é" * 257)) == ["é" * 300]
+    store.mset([(_HEAD + "x", b"new x"), (_HEAD + "z", b"z")])
+    store.mdelete(["é" * 300])
+    assert store.mget([_HEAD, _HEAD + "x", _HEAD + "z", "é" * 300]) == [
+        b"head",
+        b"new x",
+        b"z",
+        None,
+    ]
+    assert store.purge_expired() == 1  # "gone" kept its expiry
+    engine = store.engine
+    with engine.connect() as connection:
+        columns = [c["name"] for c in inspect(connection).get_columns(table)]
+        assert columns == ["namespace", "key", "key_rest", "value", "expires_at"]
+        assert inspect(connection).get_pk_constraint(table)["constrained_columns"] == [
+            "namespace",
+            "key",
+        ]
+        names = inspect(connection).get_table_names()
+        assert f"{table}_mig1" not in names
+        assert f"{table}_mig2" not in names
+        version = connection.exec_driver_sql(
+            f"SELECT value FROM {table}_meta WHERE name = 'schema_version'"
+        ).scalar()
+        assert version == str(SCHEMA_VERSION) == "2"
+        if engine.dialect.name == "postgresql":
+            (definition,) = connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
+            ).scalars()
+            assert definition.startswith(f"CREATE UNIQUE INDEX {table}_pkey ON "), definition
+            assert definition.endswith("(namespace, key) INCLUDE (expires_at)"), definition
+    for each in stores:
+        each.close()
 
 
 def test_keys_past_the_index_entry_limits(store: SQLByteStore) -> None:
@@ -136,7 +276,7 @@ def test_keys_past_the_index_entry_limits(store: SQLByteStore) -> None:
     assert list(store.yield_keys(prefix=keys[0][:700])) == [keys[0]]
     store.mdelete(keys[:2])
     assert sorted(store.yield_keys()) == sorted(keys[2:])
-    # A key of 256 characters is the head of a long key's row: never mistaken for it.
+    # A key of 256 characters is the head of a long key: never mistaken for it.
     head = keys[2][:256]
     assert store.mget([head]) == [None]
     store.mdelete([head])
@@ -188,7 +328,7 @@ def _page_plan(store: SQLByteStore, admin: Engine, table: str) -> list[Any]:
     statements = store._statements
     assert statements is not None
     expiry = store._must_filter_expired(statements)
-    sql, params = statements.page("", "a/", None, 1000, time.time(), expiry=expiry, heads=True)
+    sql, params = statements.page("", "a/", None, 1000, time.time(), expiry=expiry)
     with admin.connect() as connection:
         if admin.dialect.name == "postgresql":
             connection.exec_driver_sql(f"ANALYZE {table}")

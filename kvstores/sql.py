@@ -7,29 +7,32 @@ Design
 default; ``table=`` picks another) with one index, its primary key::
 
     namespace   text     NOT NULL   -- "" for namespace=None (real namespaces are non-empty)
-    key         text     NOT NULL   -- the key's first 256 characters: all of almost every key
-    key_hash    binary   NOT NULL   -- b"" when the key fits in `key`, else SHA-256 of the key
-    key_rest    text     NOT NULL   -- the characters after the first 256 ("" for most keys)
+    key         text     NOT NULL   -- the key, if it has up to 256 characters (almost all)
+    key_rest    text     NOT NULL   -- a longer key's characters after the first 256, else ""
     value       blob     NOT NULL
     expires_at  float    NULL       -- Unix time; NULL: never expires
-    PRIMARY KEY (namespace, key, key_hash)
+    PRIMARY KEY (namespace, key)
 
 Keys may be 1,024 characters, 4,096 bytes of UTF-8, but an index entry may not: InnoDB caps
 a key at 3,072 bytes and a PostgreSQL B-tree entry at 2,704 (a key of 1,024 random CJK
-characters fails there with "index row size exceeds btree maximum"). So the index holds at
-most 256 characters of a key (1,024 bytes; with a 256-character namespace and the hash,
-2,080 bytes) plus a 32-byte hash that tells apart the longer keys sharing those characters,
-and the rest of such a key sits outside the index. Keys up to 256 characters, the common
-case, are stored whole in ``key`` with an empty hash, so the table reads like a plain
-key-value table. Every lookup probes the primary key, and listing with a prefix is one
-index range scan: ``key >= prefix AND key < prefix_upper_bound(prefix)`` for a prefix of up
-to 256 characters (exact: the head of a key starts with such a prefix exactly when the key
-does), ``key = prefix[:256]`` plus a range on ``key_rest`` for a longer one. Keys compare
+characters fails there with "index row size exceeds btree maximum"). So a key longer than
+256 characters is held in ``key`` as its first 256 characters followed by the 64 hex digits
+of the SHA-256 of the whole key (at most 1,088 bytes; with a 256-character namespace, 2,112),
+and its characters after the first 256 in ``key_rest``. Such a ``key`` has 320 characters, so
+it is never another key's: ``key`` alone tells keys apart, and the primary key is just
+``(namespace, key)``. Keys up to 256 characters, the common case, are stored as they are,
+so the table reads like a plain key-value table. Every lookup probes the primary key with
+``key`` values the client computes, and listing with a prefix is one index range scan:
+``key >= prefix AND key < prefix_upper_bound(prefix)`` for a prefix of up to 256 characters
+(exact: a long key's ``key`` starts with such a prefix exactly when the key does), the
+range of long keys sharing ``prefix[:256]`` plus a range on ``key_rest`` for a longer one.
+Version 1 of the layout also had a ``key_hash`` column in the primary key; a store finding
+a version 1 table migrates it on first use (see `SQLByteStore`). Keys compare
 as code points, never folded: ``COLLATE "C"`` text on PostgreSQL, ``VARBINARY`` (UTF-8
 bytes: no collation to configure, no PAD SPACE, so ``"a"`` and ``"a "`` differ) on
 MySQL/MariaDB, SQLite's default ``BINARY``. On PostgreSQL the primary key also carries
 ``expires_at`` (``INCLUDE``), so listing is an index-only scan. A ``<table>_meta`` table
-records the schema version (``schema_version``), for later versions to migrate from.
+records the schema version (``schema_version``), from which later versions migrate.
 
 **Statements.** The tables are defined and created with SQLAlchemy Core (``CREATE TABLE IF
 NOT EXISTS``, lazily on first use under a lock, once per store, or by `create_schema` /
@@ -50,11 +53,11 @@ costs as much as SQLite's. Each is the dialect's native form:
   PostgreSQL) per chunk; ``mget`` selects only the keys asked and maps the rows back to the
   input order, repeats and misses included. PostgreSQL rows come in binary (a value is
   not hex-encoded and decoded).
-- ``yield_keys``: keyset pagination (``ORDER BY key, key_hash LIMIT page`` after the last
-  key seen, each page a fresh statement), never selecting ``value``. A page selects only
-  the indexed ``key`` column (a page holding a 256-character head is read again with whole
-  keys). PostgreSQL checks expiry from the primary key (it includes ``expires_at``) and
-  returns a page as one ``text[]``, which psycopg loads in C. SQLite leaves out the expiry
+- ``yield_keys``: keyset pagination (``ORDER BY key LIMIT page`` after the last key seen,
+  each page a fresh statement), never selecting ``value``. A page selects only the indexed
+  ``key`` column (a page holding a long key's is read again with ``key_rest``). PostgreSQL
+  checks expiry from the primary key (it includes ``expires_at``) and returns a page as
+  one ``text[]``, which psycopg loads in C. SQLite leaves out the expiry
   check, which reads the table row, while the namespace holds no expiring row (a mark in
   ``<table>_meta``, written with a store's first ttl write, looked up before each page):
   its pages are then covering-index scans.
@@ -138,7 +141,6 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
-    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -174,8 +176,10 @@ from sqlalchemy import (  # noqa: E402
     create_engine,
     event,
     false,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import mysql as mysql_dialect  # noqa: E402
 from sqlalchemy.dialects import postgresql as postgresql_dialect  # noqa: E402
@@ -184,7 +188,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url  # noqa: E402
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from sqlalchemy.pool import QueuePool, StaticPool  # noqa: E402
-from sqlalchemy.schema import CreateTable  # noqa: E402
+from sqlalchemy.schema import CreateTable, DropTable  # noqa: E402
 from sqlalchemy.types import TypeEngine  # noqa: E402
 from sqlalchemy.util import greenlet_spawn  # noqa: E402
 
@@ -192,15 +196,14 @@ __all__ = ["SCHEMA_VERSION", "SQLByteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The table layout this version writes; recorded in ``<table>_meta`` as ``schema_version``."""
 
-_HEAD = 256  # characters of a key held in the indexed `key` column
-_NO_HASH = b""
+_HEAD = 256  # characters of a key held as they are in the indexed `key` column
 _MIB = 1024 * 1024
 _MAX_VALUE = 16 * _MIB
 _EXPIRING = "expiring:"  # meta row name prefix: the namespace may hold rows with an expiry
-_COLUMNS = ("namespace", "key", "key_hash", "key_rest", "value", "expires_at")
+_COLUMNS = ("namespace", "key", "key_rest", "value", "expires_at")
 _SUPPORTED = ("sqlite", "postgresql", "mysql", "mariadb")
 # URL schemes without a driver, and the driver the store uses for them.
 _DEFAULT_DRIVERS = {
@@ -225,23 +228,29 @@ _PRAGMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PRAGMA_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _split_key(key: str) -> tuple[str, bytes, str]:
-    """``(key column, key_hash, key_rest)`` of a key: ``(key, b"", "")`` up to 256 characters."""
+def _column_of(key: str) -> str:
+    """The ``key`` column of a key: the key itself up to 256 characters, else its first 256
+    characters and the hex SHA-256 of the whole key (320 characters: no other key's)."""
     if len(key) <= _HEAD:
-        return key, _NO_HASH, ""
-    return key[:_HEAD], hashlib.sha256(key.encode()).digest(), key[_HEAD:]
+        return key
+    return key[:_HEAD] + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _may_hold_heads(keys: list[str]) -> bool:
-    """Whether a page listed by heads may hold the head of a long key (256 characters)."""
-    return bool(keys) and max(map(len, keys)) >= _HEAD
+def _columns_of(keys: list[str]) -> list[str]:
+    """The ``key`` columns of `keys` (`keys` itself when none is long: the common case)."""
+    if max(map(len, keys)) <= _HEAD:
+        return keys
+    return [_column_of(k) for k in keys]
 
 
-def _cursor_of(key: str) -> tuple[str, bytes]:
-    """The ``(key, key_hash)`` position of a key in the primary key order."""
-    if len(key) <= _HEAD:
-        return key, _NO_HASH
-    return key[:_HEAD], hashlib.sha256(key.encode()).digest()
+def _holds_long(columns: list[str]) -> bool:
+    """Whether some of these ``key`` columns are a long key's (which has 320 characters)."""
+    return bool(columns) and max(map(len, columns)) > _HEAD
+
+
+def _whole_key(column: str, rest: str) -> str:
+    """The key whose ``key`` and ``key_rest`` columns these are."""
+    return column if len(column) <= _HEAD else column[:_HEAD] + rest
 
 
 # Table definition
@@ -260,12 +269,7 @@ def _define_tables(name: str, schema: str | None) -> tuple[Table, Table]:
     metadata = MetaData()
     columns = [
         Column("namespace", _text(4 * 256), nullable=False),
-        Column("key", _text(4 * _HEAD), nullable=False),
-        Column(
-            "key_hash",
-            LargeBinary().with_variant(mysql_dialect.VARBINARY(32), "mysql", "mariadb"),
-            nullable=False,
-        ),
+        Column("key", _text(4 * _HEAD + 64), nullable=False),
         Column("key_rest", _text(4 * (1024 - _HEAD)), nullable=False),
         Column(
             "value",
@@ -275,11 +279,9 @@ def _define_tables(name: str, schema: str | None) -> tuple[Table, Table]:
         Column("expires_at", Double(), nullable=True),
     ]
     try:  # INCLUDE on a primary key needs SQLAlchemy >= 2.0.41; without it listing reads the heap
-        primary_key = PrimaryKeyConstraint(
-            "namespace", "key", "key_hash", postgresql_include=["expires_at"]
-        )
+        primary_key = PrimaryKeyConstraint("namespace", "key", postgresql_include=["expires_at"])
     except ArgumentError:
-        primary_key = PrimaryKeyConstraint("namespace", "key", "key_hash")
+        primary_key = PrimaryKeyConstraint("namespace", "key")
     table = Table(name, metadata, *columns, primary_key, schema=schema, mysql_engine="InnoDB")
     meta = Table(
         f"{name}_meta",
@@ -290,6 +292,12 @@ def _define_tables(name: str, schema: str | None) -> tuple[Table, Table]:
         mysql_engine="InnoDB",
     )
     return table, meta
+
+
+def _is_version_1(connection: Connection, table: Table) -> bool:
+    """Whether `table` has the layout of schema version 1 (a ``key_hash`` column)."""
+    columns = inspect(connection).get_columns(table.name, schema=table.schema)
+    return any(column["name"] == "key_hash" for column in columns)
 
 
 def _check_table_name(table: str, schema: str | None) -> None:
@@ -361,47 +369,31 @@ class _Statements:
     def upsert_rows(self, long: bool) -> int:
         return self.max_rows
 
-    def key_chunk(self, long: bool) -> int:
+    def key_chunk(self) -> int:
         """Keys of one select or delete."""
         return self.max_rows
 
-    # Each family implements these.
+    # Each family implements these. Keys come as their ``key`` columns (`_column_of`).
 
     def upsert(
         self,
         ns: str,
-        keys: Sequence[str],
+        columns: Sequence[str],
+        rests: Sequence[str] | None,
         values: Sequence[bytes],
         expires: float | None,
-        long: bool,
     ) -> tuple[str, Any]:
+        """Write the rows; `rests` are the ``key_rest`` columns, `None` when all are empty."""
         raise NotImplementedError
 
-    def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
-    ) -> tuple[str, Any]:
-        """Rows ``(key, value)`` of short keys (all ≤ 256 characters). `heads`: whether one
-        of them has 256 characters, and so may be the head of a long key's row."""
+    def select(self, ns: str, columns: Sequence[str], now: float) -> tuple[str, Any]:
+        """Rows ``(key, value)`` of the live keys among `columns`."""
         raise NotImplementedError
 
-    def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
-    ) -> tuple[str, Any]:
-        """Rows ``(key, key_hash, value)`` of short keys and of long ``(head, hash)`` keys."""
-        raise NotImplementedError
-
-    def delete(
-        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
-    ) -> tuple[str, Any]:
-        """Delete short and long ``(head, hash)`` keys; `heads` as for `select`."""
+    def delete(self, ns: str, columns: Sequence[str]) -> tuple[str, Any]:
         raise NotImplementedError
 
     # Shared by every family: listing, with named placeholders.
-
-    def key_expression(self) -> str:
-        """The whole key of a row of the page query (table alias ``o``)."""
-        c = self.c
-        return f"CONCAT({c['key']}, {c['key_rest']})"
 
     def expiry_filter(self, now: str | None = None) -> str:
         """Rows not expired at the time bound to `now` (a placeholder; default the named one)."""
@@ -421,34 +413,34 @@ class _Statements:
         sql = f"SELECT 1 FROM {self.meta} WHERE name = {self.ph('mark')}"
         return sql, {"mark": self.text_param(_EXPIRING + ns)}
 
-    def after_condition(self) -> str:
-        key, key_hash = self.c["key"], self.c["key_hash"]
-        after, after_hash = self.ph("after"), self.ph("after_hash")
-        return f"({key} > {after} OR ({key} = {after} AND {key_hash} > {after_hash}))"
-
     def page(
         self,
         ns: str,
         prefix: str,
-        after: tuple[str, bytes] | None,
+        after: str | None,
         limit: int,
         now: float,
         *,
         expiry: bool = True,
-        heads: bool = False,
+        whole: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """One page of keys after `after`, in primary key order (rows for `keys_of`).
+        """One page of ``key`` columns after the column `after`, in primary key order
+        (`keys_of` reads it).
 
-        With `expiry` False, expired rows are listed too. With `heads`, a long key comes as
-        its 256-character head, so that the query needs only the index.
+        With `expiry` False, expired rows are listed too. With `whole`, rows are ``(key,
+        key_rest)`` (`whole_keys_of` reads them): the query then reads the table, not only
+        the index, so a page is read so only when it holds a long key.
         """
         t = self.text_param
         params: dict[str, Any] = {"ns": t(ns), "limit": limit}
         if expiry:
             params["now"] = now
         if len(prefix) > _HEAD:
+            # Long keys sharing the prefix's first 256 characters: their `key` columns are
+            # those characters and 64 hex digits, all of which sort below "g".
             mode, rest = "long", prefix[_HEAD:]
-            params["head"], params["lo"] = t(prefix[:_HEAD]), t(rest)
+            params["head"], params["head_hi"] = t(prefix[:_HEAD]), t(prefix[:_HEAD] + "g")
+            params["lo"] = t(rest)
             upper = prefix_upper_bound(rest)
         elif prefix:
             mode = "short"
@@ -458,25 +450,15 @@ class _Statements:
             mode, upper = "all", None
         if upper is not None:
             params["hi"] = t(upper)
-        # After a key shorter than 256 characters come exactly the keys greater than it (a
-        # long key's head has 256): a plain `key > after`, cheaper than the pair comparison.
-        cursor = None
         if after is not None:
-            params["after"] = t(after[0])
-            if len(after[0]) < _HEAD:
-                cursor = "key"
-            else:
-                cursor = "pair"
-                params["after_hash"] = after[1]
+            params["after"] = t(after)
         sql = self._cached(
-            ("page", mode, upper is not None, cursor, expiry, heads),
-            lambda: self._page_sql(mode, upper is not None, cursor, expiry, heads),
+            ("page", mode, upper is not None, after is not None, expiry, whole),
+            lambda: self._page_sql(mode, upper is not None, after is not None, expiry, whole),
         )
         return sql, params
 
-    def _page_sql(
-        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
-    ) -> str:
+    def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
         if mode == "short":
@@ -484,20 +466,19 @@ class _Statements:
             if upper:
                 where.append(f"{c['key']} < {ph('hi')}")
         elif mode == "long":
-            where.append(f"{c['key']} = {ph('head')}")
+            where.append(f"{c['key']} > {ph('head')}")
+            where.append(f"{c['key']} < {ph('head_hi')}")
             where.append(f"{c['key_rest']} >= {ph('lo')}")
             if upper:
                 where.append(f"{c['key_rest']} < {ph('hi')}")
-        if cursor == "key":
+        if after:
             where.append(f"{c['key']} > {ph('after')}")
-        elif cursor == "pair":
-            where.append(self.after_condition())
         if expiry:
             where.append(self.expiry_filter())
-        selected = c["key"] if heads else self.key_expression()
+        selected = f"{c['key']}, {c['key_rest']}" if whole else c["key"]
         return (
-            f"SELECT {selected} FROM {self.table} AS o WHERE {' AND '.join(where)} "
-            f"ORDER BY {c['key']}, {c['key_hash']} LIMIT {ph('limit')}"
+            f"SELECT {selected} FROM {self.table} WHERE {' AND '.join(where)} "
+            f"ORDER BY {c['key']} LIMIT {ph('limit')}"
         )
 
     def purge(self, ns: str, now: float) -> tuple[str, dict[str, Any]]:
@@ -516,6 +497,9 @@ class _Statements:
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [row[0] for row in rows]
 
+    def whole_keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        return [_whole_key(column, rest) for column, rest in rows]
+
 
 class _SQLiteStatements(_Statements):
     """SQLite: numbered ``?NNN`` parameters, so the namespace and time are bound once."""
@@ -527,117 +511,69 @@ class _SQLiteStatements(_Statements):
         self.max_params = max_params
         c = self.c
         self._columns = ", ".join(c[name] for name in _COLUMNS)
+        # `key_rest` follows from `key` (the same `key` is the same key), so it is not updated.
         self._on_conflict = (
-            f"ON CONFLICT ({c['namespace']}, {c['key']}, {c['key_hash']}) DO UPDATE SET "
-            f"{c['key_rest']} = excluded.{c['key_rest']}, {c['value']} = excluded.{c['value']}, "
-            f"{c['expires_at']} = excluded.{c['expires_at']}"
+            f"ON CONFLICT ({c['namespace']}, {c['key']}) DO UPDATE SET "
+            f"{c['value']} = excluded.{c['value']}, {c['expires_at']} = excluded.{c['expires_at']}"
         )
-
-    def key_expression(self) -> str:
-        # For pages read again with whole keys: the table row is sought for long keys only.
-        c = self.c
-        key, rest = c["key"], c["key_rest"]
-        return f"CASE WHEN {c['key_hash']} = X'' THEN {key} ELSE {key} || {rest} END"
 
     def ph(self, name: str) -> str:
         return f":{name}"
 
     def upsert_rows(self, long: bool) -> int:
-        return (self.max_params - 2) // (4 if long else 2)
+        return (self.max_params - 2) // (3 if long else 2)
 
-    def key_chunk(self, long: bool) -> int:
-        return (self.max_params - 2) // (2 if long else 1)
+    def key_chunk(self) -> int:
+        return self.max_params - 2
 
     def upsert(
         self,
         ns: str,
-        keys: Sequence[str],
+        columns: Sequence[str],
+        rests: Sequence[str] | None,
         values: Sequence[bytes],
         expires: float | None,
-        long: bool,
     ) -> tuple[str, Any]:
-        n = len(keys)
-        if not long:
-            sql = self._cached(("upsert", n), lambda: self._upsert_sql(n, False))
-            return sql, (ns, expires, *chain.from_iterable(zip(keys, values, strict=True)))
-        sql = self._cached(("upsert_long", n), lambda: self._upsert_sql(n, True))
-        rows = ((*_split_key(k), v) for k, v in zip(keys, values, strict=True))
+        n, long = len(columns), rests is not None
+        sql = self._cached(("upsert", n, long), lambda: self._upsert_sql(n, long))
+        rows = (
+            zip(columns, values, strict=True)
+            if rests is None
+            else zip(columns, rests, values, strict=True)
+        )
         return sql, (ns, expires, *chain.from_iterable(rows))
 
     def _upsert_sql(self, n: int, long: bool) -> str:
         if long:
-            rows = ",".join(
-                f"(?1,?{4 * i + 3},?{4 * i + 4},?{4 * i + 5},?{4 * i + 6},?2)" for i in range(n)
-            )
+            rows = ",".join(f"(?1,?{3 * i + 3},?{3 * i + 4},?{3 * i + 5},?2)" for i in range(n))
         else:
-            rows = ",".join(f"(?1,?{2 * i + 3},X'','',?{2 * i + 4},?2)" for i in range(n))
+            rows = ",".join(f"(?1,?{2 * i + 3},'',?{2 * i + 4},?2)" for i in range(n))
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_conflict}"
 
-    def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
-    ) -> tuple[str, Any]:
-        n = len(keys)
-        sql = self._cached(("select", n), lambda: self._select_sql(n))
-        return sql, (ns, now, *keys)
-
-    def _select_sql(self, n: int) -> str:
+    def select(self, ns: str, columns: Sequence[str], now: float) -> tuple[str, Any]:
+        n = len(columns)
         c = self.c
-        marks = ",".join(f"?{i + 3}" for i in range(n))
-        return (
-            f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = ?1 "
-            f"AND {c['key']} IN ({marks}) AND {c['key_hash']} = X'' "
-            f"AND {self.expiry_filter('?2')}"
-        )
-
-    def _mixed_where(self, short: int, long: int, first: int) -> str:
-        c = self.c
-        terms = []
-        if short:
-            marks = ",".join(f"?{first + i}" for i in range(short))
-            terms.append(f"({c['key']} IN ({marks}) AND {c['key_hash']} = X'')")
-        heads = ",".join(f"?{first + short + i}" for i in range(long))
-        hashes = ",".join(f"?{first + short + long + i}" for i in range(long))
-        terms.append(f"({c['key']} IN ({heads}) AND {c['key_hash']} IN ({hashes}))")
-        return f"({' OR '.join(terms)})"
-
-    def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
-    ) -> tuple[str, Any]:
-        s, n = len(short), len(long)
-
-        def build() -> str:
-            c = self.c
-            return (
-                f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
-                f"WHERE {c['namespace']} = ?1 AND {self._mixed_where(s, n, 3)} "
-                f"AND {self.expiry_filter('?2')}"
-            )
-
-        sql = self._cached(("select_mixed", s, n), build)
-        return sql, (ns, now, *short, *(h for h, _ in long), *(d for _, d in long))
-
-    def delete(
-        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
-    ) -> tuple[str, Any]:
-        s, n = len(short), len(long)
-        c = self.c
-        if not n:
-            sql = self._cached(
-                ("delete", s),
-                lambda: (
-                    f"DELETE FROM {self.table} WHERE {c['namespace']} = ?1 AND {c['key']} IN "
-                    f"({','.join(f'?{i + 2}' for i in range(s))}) AND {c['key_hash']} = X''"
-                ),
-            )
-            return sql, (ns, *short)
         sql = self._cached(
-            ("delete_mixed", s, n),
+            ("select", n),
             lambda: (
-                f"DELETE FROM {self.table} WHERE {c['namespace']} = ?1 "
-                f"AND {self._mixed_where(s, n, 2)}"
+                f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = ?1 "
+                f"AND {c['key']} IN ({','.join(f'?{i + 3}' for i in range(n))}) "
+                f"AND {self.expiry_filter('?2')}"
             ),
         )
-        return sql, (ns, *short, *(h for h, _ in long), *(d for _, d in long))
+        return sql, (ns, now, *columns)
+
+    def delete(self, ns: str, columns: Sequence[str]) -> tuple[str, Any]:
+        n = len(columns)
+        c = self.c
+        sql = self._cached(
+            ("delete", n),
+            lambda: (
+                f"DELETE FROM {self.table} WHERE {c['namespace']} = ?1 AND {c['key']} IN "
+                f"({','.join(f'?{i + 2}' for i in range(n))})"
+            ),
+        )
+        return sql, (ns, *columns)
 
     def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
         sql = f"INSERT OR IGNORE INTO {self.meta} (name, value) VALUES (?, '1')"
@@ -693,65 +629,33 @@ class _PostgresStatements(_Statements):
         c = self.c
         columns = ", ".join(c[name] for name in _COLUMNS)
         on_conflict = (
-            f"ON CONFLICT ({c['namespace']}, {c['key']}, {c['key_hash']}) DO UPDATE SET "
-            f"{c['key_rest']} = EXCLUDED.{c['key_rest']}, {c['value']} = EXCLUDED.{c['value']}, "
-            f"{c['expires_at']} = EXCLUDED.{c['expires_at']}"
+            f"ON CONFLICT ({c['namespace']}, {c['key']}) DO UPDATE SET "
+            f"{c['value']} = EXCLUDED.{c['value']}, {c['expires_at']} = EXCLUDED.{c['expires_at']}"
         )
         self._upsert = (
-            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, ''::bytea, '', v, %s::float8 "
+            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, '', v, %s::float8 "
             f"FROM unnest(%s::text[], %b::bytea[]) AS u(k, v) {on_conflict}"
         )
         self._upsert_long = (
-            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, h, r, v, %s::float8 "
-            f"FROM unnest(%s::text[], %b::bytea[], %s::text[], %b::bytea[]) AS u(k, h, r, v) "
-            f"{on_conflict}"
+            f"INSERT INTO {table} ({columns}) SELECT %s::text, k, r, v, %s::float8 "
+            f"FROM unnest(%s::text[], %s::text[], %b::bytea[]) AS u(k, r, v) {on_conflict}"
         )
-        live = self.expiry_filter("%s")
-        # A key of 256 characters is told apart from the head of a long key by `key_rest =
-        # ''` (equivalent to an empty hash) rather than `key_hash = ''`, which the planner
-        # could take with `namespace` as the index condition, leaving `key` to a filter over
-        # the whole namespace. Shorter keys need neither: a head has 256 characters.
-        short = f"{c['namespace']} = %s AND {c['key']} = ANY(%s::text[])"
-        mixed = (
-            f"(({c['key']} = ANY(%s::text[]) AND {c['key_rest']} = '') "
-            f"OR ({c['key']} = ANY(%s::text[]) AND {c['key_hash']} = ANY(%b::bytea[])))"
-        )
+        where = f"WHERE {c['namespace']} = %s AND {c['key']} = ANY(%s::text[])"
         # Rows, not one row of array_agg columns: for 100 hits the server builds a 100 KiB
         # array, which took 400 to 700 µs a call depending on the connection and what it ran
         # before (most likely the server's memory allocation; not pinned down), where rows
         # took 390 to 440 µs on every connection.
-        select = f"SELECT {c['key']}, {c['value']} FROM {table} WHERE {short}"
-        self._select = f"{select} AND {live}"
-        self._select_heads = f"{select} AND {c['key_rest']} = '' AND {live}"
-        self._select_mixed = (
-            f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {table} "
-            f"WHERE {c['namespace']} = %s AND {mixed} AND {live}"
+        self._select = (
+            f"SELECT {c['key']}, {c['value']} FROM {table} {where} AND {self.expiry_filter('%s')}"
         )
-        self._delete_short = f"DELETE FROM {table} WHERE {short}"
-        self._delete = f"{self._delete_short} AND {c['key_rest']} = ''"
-        self._delete_mixed = f"DELETE FROM {table} WHERE {c['namespace']} = %s AND {mixed}"
+        self._delete = f"DELETE FROM {table} {where}"
 
-    def key_expression(self) -> str:
-        # The rest of a long key comes from the heap only for long keys, so listing short keys
-        # can stay an index-only scan.
-        c, table = self.c, self.table
-        return (
-            f"CASE WHEN o.{c['key_hash']} = ''::bytea THEN o.{c['key']} ELSE o.{c['key']} || "
-            f"(SELECT r.{c['key_rest']} FROM {table} AS r "
-            f"WHERE r.{c['namespace']} = o.{c['namespace']} AND r.{c['key']} = o.{c['key']} "
-            f"AND r.{c['key_hash']} = o.{c['key_hash']}) END"
-        )
-
-    def after_condition(self) -> str:
-        c = self.c
-        return f"({c['key']}, {c['key_hash']}) > (%(after)s::text, %(after_hash)s::bytea)"
-
-    def _page_sql(
-        self, mode: str, upper: bool, cursor: str | None, expiry: bool, heads: bool
-    ) -> str:
-        # A page comes as one text[] rather than a row per key: psycopg loads the array in
-        # C, where rows cost a Python tuple each (about half the client's time per page).
-        return f"SELECT ARRAY({super()._page_sql(mode, upper, cursor, expiry, heads)})"
+    def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
+        sql = super()._page_sql(mode, upper, after, expiry, whole)
+        # A page of `key` columns comes as one text[] rather than a row per key: psycopg
+        # loads the array in C, where rows cost a Python tuple each (about half the client's
+        # time per page).
+        return sql if whole else f"SELECT ARRAY({sql})"
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         keys: list[str] = rows[0][0]
@@ -760,45 +664,21 @@ class _PostgresStatements(_Statements):
     def upsert(
         self,
         ns: str,
-        keys: Sequence[str],
+        columns: Sequence[str],
+        rests: Sequence[str] | None,
         values: Sequence[bytes],
         expires: float | None,
-        long: bool,
     ) -> tuple[str, Any]:
-        if not long:
-            return self._upsert, (ns, expires, _pg_text_array(keys), _PgByteaArray(values))
-        split = [_split_key(k) for k in keys]
-        return self._upsert_long, (
-            ns,
-            expires,
-            _pg_text_array([h for h, _, _ in split]),
-            _PgByteaArray([d for _, d, _ in split]),
-            _pg_text_array([r for _, _, r in split]),
-            _PgByteaArray(values),
-        )
+        keys, data = _pg_text_array(columns), _PgByteaArray(values)
+        if rests is None:
+            return self._upsert, (ns, expires, keys, data)
+        return self._upsert_long, (ns, expires, keys, _pg_text_array(rests), data)
 
-    def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
-    ) -> tuple[str, Any]:
-        sql = self._select_heads if heads else self._select
-        return sql, (ns, _pg_text_array(keys), now)
+    def select(self, ns: str, columns: Sequence[str], now: float) -> tuple[str, Any]:
+        return self._select, (ns, _pg_text_array(columns), now)
 
-    def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
-    ) -> tuple[str, Any]:
-        return self._select_mixed, (ns, *self._mixed(short, long), now)
-
-    def delete(
-        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
-    ) -> tuple[str, Any]:
-        if not long:
-            return self._delete if heads else self._delete_short, (ns, _pg_text_array(short))
-        return self._delete_mixed, (ns, *self._mixed(short, long))
-
-    @staticmethod
-    def _mixed(short: Sequence[str], long: list[tuple[str, bytes]]) -> tuple[Any, ...]:
-        heads = _pg_text_array([h for h, _ in long])
-        return _pg_text_array(short), heads, _PgByteaArray([d for _, d in long])
+    def delete(self, ns: str, columns: Sequence[str]) -> tuple[str, Any]:
+        return self._delete, (ns, _pg_text_array(columns))
 
 
 class _MySQLStatements(_Statements):
@@ -820,7 +700,7 @@ class _MySQLStatements(_Statements):
         self.max_bytes = max((packet - 256 * 1024) // 2, 64 * 1024)
         c = self.c
         self._columns = ", ".join(c[name] for name in _COLUMNS)
-        updated = ("key_rest", "value", "expires_at")
+        updated = ("value", "expires_at")  # `key_rest` follows from `key`
         if row_alias:  # MySQL >= 8.0.20 deprecates VALUES() in ON DUPLICATE KEY UPDATE
             self._on_duplicate = "AS new ON DUPLICATE KEY UPDATE " + ", ".join(
                 f"{c[n]} = new.{c[n]}" for n in updated
@@ -829,121 +709,76 @@ class _MySQLStatements(_Statements):
             self._on_duplicate = "ON DUPLICATE KEY UPDATE " + ", ".join(
                 f"{c[n]} = VALUES({c[n]})" for n in updated
             )
-        self._names: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._names: dict[tuple[int, int], tuple[str, ...]] = {}
 
     def text_param(self, value: str) -> Any:
         return value.encode()
 
-    def _row_names(self, kind: str, n: int) -> tuple[str, ...]:
-        names = self._names.get((kind, n))
+    def _row_names(self, width: int, n: int) -> tuple[str, ...]:
+        names = self._names.get((width, n))
         if names is None:
             if len(self._names) >= 64:
                 self._names.clear()
-            width = 2 if kind == "short" else 4
-            names = self._names[(kind, n)] = tuple(f"p{i}" for i in range(width * n))
+            names = self._names[(width, n)] = tuple(f"p{i}" for i in range(width * n))
         return names
 
     def upsert(
         self,
         ns: str,
-        keys: Sequence[str],
+        columns: Sequence[str],
+        rests: Sequence[str] | None,
         values: Sequence[bytes],
         expires: float | None,
-        long: bool,
     ) -> tuple[str, Any]:
-        n = len(keys)
+        n, long = len(columns), rests is not None
         params: dict[str, Any] = {"ns": ns.encode(), "e": expires}
-        if not long:
-            sql = self._cached(("upsert", n), lambda: self._upsert_sql(n, False))
-            flat = chain.from_iterable(zip(map(str.encode, keys), values, strict=True))
-            params.update(zip(self._row_names("short", n), flat, strict=True))
-            return sql, params
-        sql = self._cached(("upsert_long", n), lambda: self._upsert_sql(n, True))
-        rows = ((*_split_key(k), v) for k, v in zip(keys, values, strict=True))
-        flat = chain.from_iterable((h.encode(), d, r.encode(), v) for h, d, r, v in rows)
-        params.update(zip(self._row_names("long", n), flat, strict=True))
+        sql = self._cached(("upsert", n, long), lambda: self._upsert_sql(n, long))
+        keys = map(str.encode, columns)
+        if rests is None:
+            flat = chain.from_iterable(zip(keys, values, strict=True))
+        else:
+            flat = chain.from_iterable(zip(keys, map(str.encode, rests), values, strict=True))
+        params.update(zip(self._row_names(3 if long else 2, n), flat, strict=True))
         return sql, params
 
     def _upsert_sql(self, n: int, long: bool) -> str:
         if long:
             rows = ",".join(
-                f"(%(ns)s,%(p{4 * i})s,%(p{4 * i + 1})s,%(p{4 * i + 2})s,%(p{4 * i + 3})s,%(e)s)"
-                for i in range(n)
+                f"(%(ns)s,%(p{3 * i})s,%(p{3 * i + 1})s,%(p{3 * i + 2})s,%(e)s)" for i in range(n)
             )
         else:
-            rows = ",".join(
-                f"(%(ns)s,%(p{2 * i})s,X'',X'',%(p{2 * i + 1})s,%(e)s)" for i in range(n)
-            )
+            rows = ",".join(f"(%(ns)s,%(p{2 * i})s,X'',%(p{2 * i + 1})s,%(e)s)" for i in range(n))
         return f"INSERT INTO {self.table} ({self._columns}) VALUES {rows} {self._on_duplicate}"
 
-    def select(
-        self, ns: str, keys: Sequence[str], now: float, heads: bool = True
-    ) -> tuple[str, Any]:
-        n = len(keys)
+    def select(self, ns: str, columns: Sequence[str], now: float) -> tuple[str, Any]:
+        n = len(columns)
         c = self.c
-
-        def build() -> str:
-            return (
+        sql = self._cached(
+            ("select", n),
+            lambda: (
                 f"SELECT {c['key']}, {c['value']} FROM {self.table} WHERE {c['namespace']} = %s "
-                f"AND {c['key']} IN ({','.join(['%s'] * n)}) AND {c['key_hash']} = X'' "
-                f"AND {self.expiry_filter('%s')}"
-            )
-
-        sql = self._cached(("select", n), build)
-        return sql, (ns.encode(), *[k.encode() for k in keys], now)
-
-    def _mixed_where(self, short: int, long: int) -> str:
-        c = self.c
-        terms = []
-        if short:
-            terms.append(f"({c['key']} IN ({','.join(['%s'] * short)}) AND {c['key_hash']} = X'')")
-        marks = ",".join(["%s"] * long)
-        terms.append(f"({c['key']} IN ({marks}) AND {c['key_hash']} IN ({marks}))")
-        return f"({' OR '.join(terms)})"
-
-    def _mixed_params(self, short: Sequence[str], long: list[tuple[str, bytes]]) -> list[Any]:
-        return [k.encode() for k in short] + [h.encode() for h, _ in long] + [d for _, d in long]
-
-    def select_mixed(
-        self, ns: str, short: list[str], long: list[tuple[str, bytes]], now: float
-    ) -> tuple[str, Any]:
-        s, n = len(short), len(long)
-        c = self.c
-        sql = self._cached(
-            ("select_mixed", s, n),
-            lambda: (
-                f"SELECT {c['key']}, {c['key_hash']}, {c['value']} FROM {self.table} "
-                f"WHERE {c['namespace']} = %s AND {self._mixed_where(s, n)} "
-                f"AND {self.expiry_filter('%s')}"
+                f"AND {c['key']} IN ({','.join(['%s'] * n)}) AND {self.expiry_filter('%s')}"
             ),
         )
-        return sql, (ns.encode(), *self._mixed_params(short, long), now)
+        return sql, (ns.encode(), *[k.encode() for k in columns], now)
 
-    def delete(
-        self, ns: str, short: Sequence[str], long: list[tuple[str, bytes]], heads: bool = True
-    ) -> tuple[str, Any]:
-        s, n = len(short), len(long)
+    def delete(self, ns: str, columns: Sequence[str]) -> tuple[str, Any]:
+        n = len(columns)
         c = self.c
-        if not n:
-            sql = self._cached(
-                ("delete", s),
-                lambda: (
-                    f"DELETE FROM {self.table} WHERE {c['namespace']} = %s AND {c['key']} IN "
-                    f"({','.join(['%s'] * s)}) AND {c['key_hash']} = X''"
-                ),
-            )
-            return sql, (ns.encode(), *[k.encode() for k in short])
         sql = self._cached(
-            ("delete_mixed", s, n),
+            ("delete", n),
             lambda: (
-                f"DELETE FROM {self.table} WHERE {c['namespace']} = %s "
-                f"AND {self._mixed_where(s, n)}"
+                f"DELETE FROM {self.table} WHERE {c['namespace']} = %s AND {c['key']} IN "
+                f"({','.join(['%s'] * n)})"
             ),
         )
-        return sql, (ns.encode(), *self._mixed_params(short, long))
+        return sql, (ns.encode(), *[k.encode() for k in columns])
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [row[0].decode() for row in rows]
+
+    def whole_keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+        return [_whole_key(column.decode(), rest.decode()) for column, rest in rows]
 
 
 # Drivers: transactions and broken connections, per DBAPI
@@ -1724,6 +1559,8 @@ class SQLByteStore(BackendStore[bytes]):
         version = connection.execute(
             select(meta.c.value).where(meta.c.name == "schema_version")
         ).scalar()
+        if version in ("1", None) and _is_version_1(connection, table):
+            version = self._migrate_from_version_1(connection)
         if version is None:
             row = {"name": "schema_version", "value": str(SCHEMA_VERSION)}
             if name == "postgresql":
@@ -1747,6 +1584,86 @@ class SQLByteStore(BackendStore[bytes]):
                 f"table {table.fullname!r} exists but is not a kvstores table: {exc.orig}"
             ) from exc
         return self._build_statements(connection)
+
+    def _migrate_from_version_1(self, connection: Connection) -> str | None:
+        """Rewrite a version 1 table (primary key ``(namespace, key, key_hash)``) in the
+        version 2 layout, under the lock of the tables' creation, and record version 2.
+
+        The rows are copied by one ``INSERT … SELECT`` into ``<table>_mig2`` (a long key's
+        ``key`` becomes its head and its hash in hex), which then replaces the table. On
+        PostgreSQL and SQLite this is one transaction. MySQL commits each DDL statement, so
+        there the tables are swapped by one atomic ``RENAME TABLE`` (the old one becomes
+        ``<table>_mig1``, then dropped) and a named lock keeps other stores out meanwhile.
+        Returns the version recorded now (`None`: none yet).
+        """
+        name = connection.dialect.name
+        table, meta = self._table, self._meta
+        preparer = connection.dialect.identifier_preparer
+        quoted = preparer.format_table(table)
+        lock = "kvstores:" + hashlib.sha1(table.fullname.encode()).hexdigest()
+        if name == "sqlite":
+            if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                connection.exec_driver_sql("BEGIN IMMEDIATE")  # other writers wait here
+        elif name != "postgresql":  # PostgreSQL holds the advisory lock of `_setup` already
+            got = connection.execute(
+                text("SELECT GET_LOCK(:name, :timeout)"), {"name": lock, "timeout": 60}
+            ).scalar()
+            if got != 1:
+                raise KVStoreError(f"table {table.fullname!r}: no lock to migrate it in 60 s")
+        try:
+            if _is_version_1(connection, table):  # not migrated meanwhile
+                new = _define_tables(f"{table.name}_mig2", table.schema)[0]
+                connection.execute(DropTable(new, if_exists=True))  # a MySQL run cut short
+                connection.execute(CreateTable(new))
+                c = {column: preparer.quote(column) for column in (*_COLUMNS, "key_hash")}
+                key, key_hash = c["key"], c["key_hash"]
+                if name == "postgresql":
+                    column = f"{key} || encode({key_hash}, 'hex')"
+                elif name == "sqlite":
+                    column = f"{key} || lower(hex({key_hash}))"
+                else:
+                    column = f"CONCAT({key}, LOWER(HEX({key_hash})))"
+                columns = ", ".join(c[n] for n in _COLUMNS)
+                connection.exec_driver_sql(
+                    f"INSERT INTO {preparer.format_table(new)} ({columns}) "
+                    f"SELECT {c['namespace']}, CASE WHEN LENGTH({key_hash}) = 0 THEN {key} "
+                    f"ELSE {column} END, {c['key_rest']}, {c['value']}, {c['expires_at']} "
+                    f"FROM {quoted}"
+                )
+                if name in ("postgresql", "sqlite"):
+                    connection.exec_driver_sql(f"DROP TABLE {quoted}")
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {preparer.format_table(new)} "
+                        f"RENAME TO {preparer.quote(table.name)}"
+                    )
+                else:
+                    old = _define_tables(f"{table.name}_mig1", table.schema)[0]
+                    connection.exec_driver_sql(
+                        f"RENAME TABLE {quoted} TO {preparer.format_table(old)}, "
+                        f"{preparer.format_table(new)} TO {quoted}"
+                    )
+                    connection.execute(DropTable(old))
+                if name == "postgresql":  # the primary key's index is named after the table
+                    constraint = connection.execute(
+                        text(
+                            "SELECT conname FROM pg_constraint "
+                            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'p'"
+                        ),
+                        {"t": quoted},
+                    ).scalar_one()
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {quoted} RENAME CONSTRAINT {preparer.quote(constraint)} "
+                        f"TO {preparer.quote(table.name + '_pkey')}"
+                    )
+            recorded = connection.execute(
+                update(meta)
+                .where(meta.c.name == "schema_version")
+                .values(value=str(SCHEMA_VERSION))
+            )
+            return str(SCHEMA_VERSION) if recorded.rowcount else None
+        finally:
+            if name not in ("postgresql", "sqlite"):
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
 
     def _build_statements(self, connection: Connection) -> _Statements:
         dialect = connection.dialect
@@ -1959,8 +1876,18 @@ class SQLByteStore(BackendStore[bytes]):
         expires = None if self.ttl is None else time.time() + self.ttl
         keys, values = list(items), list(items.values())
         long = max(map(len, keys)) > _HEAD
+        columns, rests = keys, None
+        if long:
+            columns = [_column_of(k) for k in keys]
+            rests = [k[_HEAD:] for k in keys]
         work = [
-            statements.upsert(self._ns, keys[start:stop], values[start:stop], expires, long)
+            statements.upsert(
+                self._ns,
+                columns[start:stop],
+                None if rests is None else rests[start:stop],
+                values[start:stop],
+                expires,
+            )
             for start, stop in statements.upsert_bounds(keys, values, long)
         ]
         if expires is not None and not self._marked:
@@ -1992,89 +1919,49 @@ class SQLByteStore(BackendStore[bytes]):
         if self.ttl is not None:
             self._marked = True
 
-    def _selects(
-        self, statements: _Statements, keys: list[str]
-    ) -> tuple[list[tuple[str, Any]], bool]:
-        """The select statements of a batch, and whether rows carry the hash (long keys)."""
+    def _selects(self, statements: _Statements, columns: list[str]) -> list[tuple[str, Any]]:
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
         now = time.time()
-        longest = max(map(len, keys))
-        if longest <= _HEAD:
-            chunks, heads = chunked(keys, statements.key_chunk(False)), longest == _HEAD
-            work = [statements.select(self._ns, chunk, now, heads) for chunk in chunks]
-            return work, False
-        work = []
-        for chunk in chunked(keys, statements.key_chunk(True)):
-            short = [k for k in chunk if len(k) <= _HEAD]
-            long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
-            if long:
-                work.append(statements.select_mixed(self._ns, short, long, now))
-            else:
-                work.append(statements.select(self._ns, short, now))
-        return work, True
-
-    def _values_in_order(
-        self, statements: _Statements, keys: list[str], found: dict[Any, bytes], mixed: bool
-    ) -> list[bytes | None]:
-        if not found:
-            return [None] * len(keys)
-        if not mixed:
-            if statements.binary_keys:
-                return [found.get(k.encode()) for k in keys]
-            return list(map(found.get, keys))
-        out: list[bytes | None] = []
-        for key in keys:
-            head, key_hash = _cursor_of(key)
-            lookup = head.encode() if statements.binary_keys else head
-            out.append(found.get((lookup, key_hash)))
-        return out
+        chunks = chunked(columns, statements.key_chunk())
+        return [statements.select(self._ns, chunk, now) for chunk in chunks]
 
     @staticmethod
-    def _collect(rows: Iterable[Any], found: dict[Any, bytes], mixed: bool) -> None:
-        if not mixed:
-            found.update(rows)
-            return
-        for row in rows:
-            if len(row) == 3:
-                found[(row[0], row[1])] = row[2]
-            else:  # a chunk of short keys only, within a mixed batch
-                found[(row[0], _NO_HASH)] = row[1]
+    def _values_in_order(
+        statements: _Statements, columns: list[str], found: dict[Any, bytes]
+    ) -> list[bytes | None]:
+        if not found:
+            return [None] * len(columns)
+        if statements.binary_keys:
+            return [found.get(k.encode()) for k in columns]
+        return list(map(found.get, columns))
 
     def _mget(self, keys: list[str]) -> list[bytes | None]:
         statements = self._statements or self._ready()
-        work, mixed = self._selects(statements, keys)
+        columns = _columns_of(keys)
+        work = self._selects(statements, columns)
         found: dict[Any, bytes] = {}
         with self._session() as cursor:
             for sql, params in work:
                 cursor.execute(sql, params)
-                self._collect(cursor.fetchall(), found, mixed)
-        return self._values_in_order(statements, keys, found, mixed)
+                found.update(cursor.fetchall())
+        return self._values_in_order(statements, columns, found)
 
     async def _amget(self, keys: list[str]) -> list[bytes | None]:
         if self._async_driver is None:
             return await self._in_thread(self._mget, keys)
         statements = self._statements or await self._aready()
-        work, mixed = self._selects(statements, keys)
+        columns = _columns_of(keys)
+        work = self._selects(statements, columns)
         found: dict[Any, bytes] = {}
         async with self._asession() as cursor:
             for sql, params in work:
                 await cursor.execute(sql, params)
-                self._collect(await cursor.fetchall(), found, mixed)
-        return self._values_in_order(statements, keys, found, mixed)
+                found.update(await cursor.fetchall())
+        return self._values_in_order(statements, columns, found)
 
     def _deletes(self, statements: _Statements, keys: list[str]) -> list[tuple[str, Any]]:
-        longest = max(map(len, keys))
-        any_long = longest > _HEAD
-        chunks = chunked(keys, statements.key_chunk(any_long))
-        if not any_long:  # the common case: no key to split
-            heads = longest == _HEAD
-            return [statements.delete(self._ns, chunk, [], heads) for chunk in chunks]
-        work = []
-        for chunk in chunks:
-            short = [k for k in chunk if len(k) <= _HEAD]
-            long = [_cursor_of(k) for k in chunk if len(k) > _HEAD]
-            work.append(statements.delete(self._ns, short, long))
-        return work
+        chunks = chunked(_columns_of(keys), statements.key_chunk())
+        return [statements.delete(self._ns, chunk) for chunk in chunks]
 
     def _mdelete(self, keys: list[str]) -> None:
         statements = self._statements or self._ready()
@@ -2109,20 +1996,24 @@ class SQLByteStore(BackendStore[bytes]):
         # key); the first page, not this call, sets up the schema and connects.
         def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or self._ready()
-            position = None if after is None else _cursor_of(after)
+            column = None if after is None else _column_of(after)
             with self._session() as cursor:
                 expiry = self._must_filter_expired(statements)
                 if expiry is None:
                     cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(cursor.fetchall())
-                for heads in (True, False):  # the whole keys only for a page with a long one
-                    sql, params = statements.page(
-                        self._ns, prefix, position, limit, time.time(), expiry=expiry, heads=heads
+                now = time.time()
+                cursor.execute(
+                    *statements.page(self._ns, prefix, column, limit, now, expiry=expiry)
+                )
+                keys = statements.keys_of(cursor.fetchall())
+                if _holds_long(keys):  # read again with the rest of the long keys
+                    cursor.execute(
+                        *statements.page(
+                            self._ns, prefix, column, limit, now, expiry=expiry, whole=True
+                        )
                     )
-                    cursor.execute(sql, params)
-                    keys = statements.keys_of(cursor.fetchall())
-                    if not _may_hold_heads(keys):
-                        break
+                    keys = statements.whole_keys_of(cursor.fetchall())
             return keys
 
         return keyset_pages(fetch_page, self.page_size)
@@ -2135,20 +2026,24 @@ class SQLByteStore(BackendStore[bytes]):
 
         async def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or await self._aready()
-            position = None if after is None else _cursor_of(after)
+            column = None if after is None else _column_of(after)
             async with self._asession() as cursor:
                 expiry = self._must_filter_expired(statements)
                 if expiry is None:
                     await cursor.execute(*statements.mark_lookup(self._ns))
                     expiry = self._saw_mark(await cursor.fetchall())
-                for heads in (True, False):
-                    sql, params = statements.page(
-                        self._ns, prefix, position, limit, time.time(), expiry=expiry, heads=heads
+                now = time.time()
+                await cursor.execute(
+                    *statements.page(self._ns, prefix, column, limit, now, expiry=expiry)
+                )
+                keys = statements.keys_of(await cursor.fetchall())
+                if _holds_long(keys):
+                    await cursor.execute(
+                        *statements.page(
+                            self._ns, prefix, column, limit, now, expiry=expiry, whole=True
+                        )
                     )
-                    await cursor.execute(sql, params)
-                    keys = statements.keys_of(await cursor.fetchall())
-                    if not _may_hold_heads(keys):
-                        break
+                    keys = statements.whole_keys_of(await cursor.fetchall())
             return keys
 
         return akeyset_pages(fetch_page, self.page_size)

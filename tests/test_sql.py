@@ -5,6 +5,7 @@ sync and async on one instance, expiry purging and big values."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import sqlite3
@@ -143,11 +144,10 @@ def test_schema_has_only_the_primary_key_index(tmp_path: Path) -> None:
     assert [(origin, unique) for _, _, unique, origin, _ in indexes] == [("pk", 1)]
     (index_name,) = [row[1] for row in indexes]
     columns = [row[2] for row in db.execute(f"PRAGMA index_info({index_name})")]
-    assert columns == ["namespace", "key", "key_hash"]
+    assert columns == ["namespace", "key"]
     assert [row[1] for row in db.execute("PRAGMA table_info(kvstores)")] == [
         "namespace",
         "key",
-        "key_hash",
         "key_rest",
         "value",
         "expires_at",
@@ -399,8 +399,8 @@ def test_listing_hides_rows_another_store_wrote_with_a_ttl(tmp_path: Path) -> No
 
 
 def test_listing_long_keys_across_pages(tmp_path: Path) -> None:
-    """Pages listed by the index alone hold heads of long keys; such a page is read again
-    whole, and the next page starts after the long key's (head, hash)."""
+    """Pages listed by the index alone hold long keys' ``key`` columns (head and hash); such
+    a page is read again with their rests, and the next page starts after the last one's."""
     store = _file_store(tmp_path)
     store.page_size = 3
     head = "h" * 256
@@ -434,8 +434,12 @@ def test_long_keys_sharing_the_indexed_head(tmp_path: Path) -> None:
     store.mdelete([head + "a", head])
     assert sorted(store.yield_keys()) == sorted([head + "b", head + "ab", "h" * 255])
     db = sqlite3.connect(tmp_path / "kv.db")
-    rows = db.execute("SELECT length(key), key_rest, length(key_hash) FROM kvstores ORDER BY 2")
-    assert rows.fetchall() == [(255, "", 0), (256, "ab", 32), (256, "b", 32)]
+    rows = db.execute("SELECT key, key_rest FROM kvstores ORDER BY 2").fetchall()
+    assert rows == [
+        ("h" * 255, ""),
+        (head + hashlib.sha256((head + "ab").encode()).hexdigest(), "ab"),
+        (head + hashlib.sha256((head + "b").encode()).hexdigest(), "b"),
+    ]
 
 
 def test_mget_of_a_long_key_does_not_read_its_head_key(tmp_path: Path) -> None:
