@@ -30,9 +30,9 @@ Version 1 of the layout also had a ``key_hash`` column in the primary key; a sto
 a version 1 table migrates it on first use (see `SQLByteStore`). Keys compare
 as code points, never folded: ``COLLATE "C"`` text on PostgreSQL, ``VARBINARY`` (UTF-8
 bytes: no collation to configure, no PAD SPACE, so ``"a"`` and ``"a "`` differ) on
-MySQL/MariaDB, SQLite's default ``BINARY``. On PostgreSQL the primary key also carries
-``expires_at`` (``INCLUDE``), so listing is an index-only scan. A ``<table>_meta`` table
-records the schema version (``schema_version``), from which later versions migrate.
+MySQL/MariaDB, SQLite's default ``BINARY``. A ``<table>_meta`` table records the schema
+version (``schema_version``), from which later versions migrate, and marks namespaces that
+hold expiring rows or long keys (see ``yield_keys`` below).
 
 **Statements.** The tables are defined and created with SQLAlchemy Core (``CREATE TABLE IF
 NOT EXISTS``, lazily on first use under a lock, once per store, or by `create_schema` /
@@ -55,12 +55,15 @@ costs as much as SQLite's. Each is the dialect's native form:
   not hex-encoded and decoded).
 - ``yield_keys``: keyset pagination (``ORDER BY key LIMIT page`` after the last key seen,
   each page a fresh statement), never selecting ``value``. A page selects only the indexed
-  ``key`` column (a page holding a long key's is read again with ``key_rest``). PostgreSQL
-  checks expiry from the primary key (it includes ``expires_at``) and returns a page as
-  one ``text[]``, which psycopg loads in C. SQLite leaves out the expiry
-  check, which reads the table row, while the namespace holds no expiring row (a mark in
-  ``<table>_meta``, written with a store's first ttl write, looked up before each page):
-  its pages are then covering-index scans.
+  ``key`` column (a page holding a long key's is read again with ``key_rest``), and leaves
+  out the expiry check, which reads the table row, while the namespace holds no expiring
+  row: a mark in ``<table>_meta``, written in the transaction of a store's first ttl write,
+  says it may. Its pages are then index-only scans. SQLite looks the mark up before each
+  page. PostgreSQL's page query returns the page as one ``text[]``, which psycopg loads in
+  C, with two marks read in the same snapshot: expiring rows (the page is then read again
+  with the check) and long keys (written like the other; only then is the page checked
+  for long keys' columns). MySQL checks expiry on every page (InnoDB's primary key holds
+  the rows) and checks every page for long keys.
 
 On PostgreSQL the store's own connections use generic plans (``plan_cache_mode``) and
 psycopg prepares each statement on first use (unless ``prepare_threshold=None``), so no
@@ -141,6 +144,7 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
+    Generator,
     Iterator,
     Mapping,
     Sequence,
@@ -203,6 +207,7 @@ _HEAD = 256  # characters of a key held as they are in the indexed `key` column
 _MIB = 1024 * 1024
 _MAX_VALUE = 16 * _MIB
 _EXPIRING = "expiring:"  # meta row name prefix: the namespace may hold rows with an expiry
+_LONG = "long:"  # meta row name prefix: the namespace may hold keys over 256 characters
 _COLUMNS = ("namespace", "key", "key_rest", "value", "expires_at")
 _SUPPORTED = ("sqlite", "postgresql", "mysql", "mariadb")
 # URL schemes without a driver, and the driver the store uses for them.
@@ -278,10 +283,7 @@ def _define_tables(name: str, schema: str | None) -> tuple[Table, Table]:
         ),
         Column("expires_at", Double(), nullable=True),
     ]
-    try:  # INCLUDE on a primary key needs SQLAlchemy >= 2.0.41; without it listing reads the heap
-        primary_key = PrimaryKeyConstraint("namespace", "key", postgresql_include=["expires_at"])
-    except ArgumentError:
-        primary_key = PrimaryKeyConstraint("namespace", "key")
+    primary_key = PrimaryKeyConstraint("namespace", "key")
     table = Table(name, metadata, *columns, primary_key, schema=schema, mysql_engine="InnoDB")
     meta = Table(
         f"{name}_meta",
@@ -401,12 +403,18 @@ class _Statements:
         return f"({expires} IS NULL OR {expires} > {self.ph('now') if now is None else now})"
 
     #: Whether a store's first write with a ttl marks its namespace (`expiry_mark`), so that
-    #: listing can leave the expiry check, which reads the table row, out of its page query
-    #: while the namespace holds no expiring row: listing looks the mark up before each page
-    #: (`mark_lookup`), which only pays where a query is cheap, in-process (SQLite). Without
-    #: marks, every page query checks expiry (PostgreSQL: from the index, which includes
-    #: ``expires_at``).
+    #: listing can leave the expiry check, which reads the table row of every key, out of
+    #: its page query while the namespace holds no expiring row. SQLite looks the mark up
+    #: before each page (`mark_lookup`: in-process, cheap); PostgreSQL's page query returns
+    #: the marks with the page (`marks_in_page`). Without marks, every page query checks
+    #: expiry.
     uses_marks: ClassVar[bool] = False
+    #: Whether the page query returns, with the page and from the same snapshot, whether
+    #: the namespace is marked as holding expiring rows and long keys (`read_page`). A mark
+    #: is written in the transaction of the first such row, so a page read while there is
+    #: none holds no such row. Without, a page is read with expiry checked (or looked up,
+    #: `uses_marks`) and every page is checked for long keys' ``key`` columns.
+    marks_in_page: ClassVar[bool] = False
 
     def mark_lookup(self, ns: str) -> tuple[str, dict[str, Any]]:
         """The query returning a row once `ns` may hold rows with an expiry."""
@@ -494,8 +502,18 @@ class _Statements:
         store's first write with a ttl, where `uses_marks`."""
         return None
 
+    def long_mark(self, ns: str) -> tuple[str, Any] | None:
+        """The statement marking `ns` as holding long keys, run in the transaction of a
+        store's first write of one, where `marks_in_page`."""
+        return None
+
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [row[0] for row in rows]
+
+    def read_page(self, rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], bool, bool]:
+        """``(key columns, expiring, long)`` of a page: whether the namespace is marked as
+        holding expiring rows, and whether the page may hold long keys' columns."""
+        return self.keys_of(rows), False, True
 
     def whole_keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [_whole_key(column, rest) for column, rest in rows]
@@ -649,17 +667,46 @@ class _PostgresStatements(_Statements):
             f"SELECT {c['key']}, {c['value']} FROM {table} {where} AND {self.expiry_filter('%s')}"
         )
         self._delete = f"DELETE FROM {table} {where}"
+        self._mark = f"INSERT INTO {meta} (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING"
+
+    uses_marks = True
+    marks_in_page = True
+
+    def page(
+        self,
+        ns: str,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        now: float,
+        *,
+        expiry: bool = True,
+        whole: bool = False,
+    ) -> tuple[str, dict[str, Any]]:
+        sql, params = super().page(ns, prefix, after, limit, now, expiry=expiry, whole=whole)
+        if not whole:
+            params["expiring"], params["long"] = _EXPIRING + ns, _LONG + ns
+        return sql, params
 
     def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
         sql = super()._page_sql(mode, upper, after, expiry, whole)
+        if whole:
+            return sql
         # A page of `key` columns comes as one text[] rather than a row per key: psycopg
         # loads the array in C, where rows cost a Python tuple each (about half the client's
-        # time per page).
-        return sql if whole else f"SELECT ARRAY({sql})"
+        # time per page). The marks are two lookups the server makes once per page.
+        marked = f"EXISTS (SELECT 1 FROM {self.meta} WHERE name = %({{}})s)"
+        return f"SELECT ARRAY({sql}), {marked.format('expiring')}, {marked.format('long')}"
 
-    def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
-        keys: list[str] = rows[0][0]
-        return keys
+    def read_page(self, rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], bool, bool]:
+        keys, expiring, long = rows[0]
+        return keys, expiring, long
+
+    def expiry_mark(self, ns: str) -> tuple[str, Any] | None:
+        return self._mark, (_EXPIRING + ns,)
+
+    def long_mark(self, ns: str) -> tuple[str, Any] | None:
+        return self._mark, (_LONG + ns,)
 
     def upsert(
         self,
@@ -1213,6 +1260,7 @@ class SQLByteStore(BackendStore[bytes]):
         self._statements: _Statements | None = None
         self._schema_lock = threading.Lock()
         self._marked = False  # this store's namespace is marked as holding expiring rows
+        self._long_marked = False  # … and as holding long keys (where `marks_in_page`)
         self._given_async: AsyncEngine | None = None
         self._async_engines: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop,
@@ -1590,7 +1638,8 @@ class SQLByteStore(BackendStore[bytes]):
         version 2 layout, under the lock of the tables' creation, and record version 2.
 
         The rows are copied by one ``INSERT … SELECT`` into ``<table>_mig2`` (a long key's
-        ``key`` becomes its head and its hash in hex), which then replaces the table. On
+        ``key`` becomes its head and its hash in hex), which then replaces the table; on
+        PostgreSQL, namespaces holding expiring rows or long keys are marked. On
         PostgreSQL and SQLite this is one transaction. MySQL commits each DDL statement, so
         there the tables are swapped by one atomic ``RENAME TABLE`` (the old one becomes
         ``<table>_mig1``, then dropped) and a named lock keeps other stores out meanwhile.
@@ -1643,7 +1692,20 @@ class SQLByteStore(BackendStore[bytes]):
                         f"{preparer.format_table(new)} TO {quoted}"
                     )
                     connection.execute(DropTable(old))
-                if name == "postgresql":  # the primary key's index is named after the table
+                if name == "postgresql":
+                    # Version 1 wrote no marks there, which listing now relies on.
+                    marks = (
+                        (_EXPIRING, f"{c['expires_at']} IS NOT NULL"),
+                        (_LONG, f"length({key}) > {_HEAD}"),
+                    )
+                    for prefix, condition in marks:
+                        connection.exec_driver_sql(
+                            f"INSERT INTO {preparer.format_table(meta)} (name, value) "
+                            f"SELECT DISTINCT %(prefix)s || {c['namespace']}, '1' FROM {quoted} "
+                            f"WHERE {condition} ON CONFLICT DO NOTHING",
+                            {"prefix": prefix},
+                        )
+                    # The primary key's index is named after the table.
                     constraint = connection.execute(
                         text(
                             "SELECT conname FROM pg_constraint "
@@ -1894,7 +1956,18 @@ class SQLByteStore(BackendStore[bytes]):
             mark = statements.expiry_mark(self._ns)
             if mark is not None:
                 work.insert(0, mark)
+        if long and not self._long_marked:
+            mark = statements.long_mark(self._ns)
+            if mark is not None:
+                work.insert(0, mark)
         return work
+
+    def _written(self, items: dict[str, bytes]) -> None:
+        """After a write: the marks it wrote (if any) are there for good."""
+        if self.ttl is not None:
+            self._marked = True
+        if not self._long_marked and max(map(len, items)) > _HEAD:
+            self._long_marked = True
 
     def _mset(self, items: dict[str, bytes]) -> None:
         statements = self._statements or self._ready()
@@ -1903,8 +1976,7 @@ class SQLByteStore(BackendStore[bytes]):
         with self._session(transaction=len(work) > 1) as cursor:
             for sql, params in work:
                 cursor.execute(sql, params)
-        if self.ttl is not None:
-            self._marked = True
+        self._written(items)
 
     async def _amset(self, items: dict[str, bytes]) -> None:
         if self._async_driver is None:
@@ -1916,8 +1988,7 @@ class SQLByteStore(BackendStore[bytes]):
         async with self._asession(transaction=len(work) > 1) as cursor:
             for sql, params in work:
                 await cursor.execute(sql, params)
-        if self.ttl is not None:
-            self._marked = True
+        self._written(items)
 
     def _selects(self, statements: _Statements, columns: list[str]) -> list[tuple[str, Any]]:
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
@@ -1986,34 +2057,40 @@ class SQLByteStore(BackendStore[bytes]):
             return True
         return None
 
-    def _saw_mark(self, rows: Sequence[Any]) -> bool:
-        if rows:
-            self._marked = True  # marks are never removed
-        return bool(rows)
+    def _page_steps(
+        self, statements: _Statements, prefix: str, after: str | None, limit: int
+    ) -> Generator[tuple[str, Any], Sequence[Any], list[str]]:
+        """The statements reading one page of keys after `after`, as a generator: it yields
+        each statement, is sent its rows, and returns the page (`_yield_keys` and
+        `_ayield_keys` run it, sync or async)."""
+        expiry = self._must_filter_expired(statements)
+        if expiry is None and not statements.marks_in_page:
+            rows = yield statements.mark_lookup(self._ns)
+            self._marked = expiry = bool(rows)  # marks are never removed
+        column = None if after is None else _column_of(after)
+        page = functools.partial(statements.page, self._ns, prefix, column, limit, time.time())
+        keys, expiring, long = statements.read_page((yield page(expiry=bool(expiry))))
+        if expiring and not expiry:  # some rows of the namespace may have expired
+            self._marked = expiry = True
+            keys, _, long = statements.read_page((yield page(expiry=True)))
+        if long and _holds_long(keys):  # read again with the rest of the long keys
+            keys = statements.whole_keys_of((yield page(expiry=bool(expiry), whole=True)))
+        return keys
 
     def _yield_keys(self, prefix: str) -> Iterator[str]:
         # `keyset_pages` is the generator itself (a wrapper generator would cost a resume per
         # key); the first page, not this call, sets up the schema and connects.
         def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or self._ready()
-            column = None if after is None else _column_of(after)
+            steps = self._page_steps(statements, prefix, after, limit)
             with self._session() as cursor:
-                expiry = self._must_filter_expired(statements)
-                if expiry is None:
-                    cursor.execute(*statements.mark_lookup(self._ns))
-                    expiry = self._saw_mark(cursor.fetchall())
-                now = time.time()
-                cursor.execute(
-                    *statements.page(self._ns, prefix, column, limit, now, expiry=expiry)
-                )
-                keys = statements.keys_of(cursor.fetchall())
-                if _holds_long(keys):  # read again with the rest of the long keys
-                    cursor.execute(
-                        *statements.page(
-                            self._ns, prefix, column, limit, now, expiry=expiry, whole=True
-                        )
-                    )
-                    keys = statements.whole_keys_of(cursor.fetchall())
+                try:
+                    statement = next(steps)
+                    while True:
+                        cursor.execute(*statement)
+                        statement = steps.send(cursor.fetchall())
+                except StopIteration as done:
+                    keys: list[str] = done.value
             return keys
 
         return keyset_pages(fetch_page, self.page_size)
@@ -2026,24 +2103,15 @@ class SQLByteStore(BackendStore[bytes]):
 
         async def fetch_page(after: str | None, limit: int) -> list[str]:
             statements = self._statements or await self._aready()
-            column = None if after is None else _column_of(after)
+            steps = self._page_steps(statements, prefix, after, limit)
             async with self._asession() as cursor:
-                expiry = self._must_filter_expired(statements)
-                if expiry is None:
-                    await cursor.execute(*statements.mark_lookup(self._ns))
-                    expiry = self._saw_mark(await cursor.fetchall())
-                now = time.time()
-                await cursor.execute(
-                    *statements.page(self._ns, prefix, column, limit, now, expiry=expiry)
-                )
-                keys = statements.keys_of(await cursor.fetchall())
-                if _holds_long(keys):
-                    await cursor.execute(
-                        *statements.page(
-                            self._ns, prefix, column, limit, now, expiry=expiry, whole=True
-                        )
-                    )
-                    keys = statements.whole_keys_of(await cursor.fetchall())
+                try:
+                    statement = next(steps)
+                    while True:
+                        await cursor.execute(*statement)
+                        statement = steps.send(await cursor.fetchall())
+                except StopIteration as done:
+                    keys: list[str] = done.value
             return keys
 
         return akeyset_pages(fetch_page, self.page_size)
