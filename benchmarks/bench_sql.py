@@ -367,9 +367,8 @@ def _plan(store: SQLByteStore, prefix: str) -> str:
     """The database's plan for the store's page query with this prefix."""
     statements = store._statements
     assert statements is not None
-    expiry = store._must_filter_expired(statements)
-    if expiry is None and statements.mark_check == "lookup":
-        expiry = False  # what the lookup finds in a namespace never written with a ttl
+    # `None`: what the mark says; in a namespace never written with a ttl, no expiry check.
+    expiry = bool(store._must_filter_expired(statements))
     sql, params = statements.page(
         store.namespace or "", prefix, None, PAGE, time.time(), expiry=expiry
     )

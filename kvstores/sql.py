@@ -460,6 +460,8 @@ class _Statements:
             params["hi"] = t(upper)
         if after is not None:
             params["after"] = t(after)
+        if self.marks_in_page and not whole:
+            params["expiring"], params["long"] = t(_EXPIRING + ns), t(_LONG + ns)
         sql = self._cached(
             ("page", mode, upper is not None, after is not None, expiry, whole),
             lambda: self._page_sql(mode, upper is not None, after is not None, expiry, whole),
@@ -641,6 +643,8 @@ class _PostgresStatements(_Statements):
 
     max_rows = 10_000
     max_bytes = 64 * _MIB
+    uses_marks = True
+    marks_in_page = True
 
     def __init__(self, table: str, meta: str, quote: Callable[[str], str]) -> None:
         super().__init__(table, meta, quote)
@@ -668,25 +672,6 @@ class _PostgresStatements(_Statements):
         )
         self._delete = f"DELETE FROM {table} {where}"
         self._mark = f"INSERT INTO {meta} (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING"
-
-    uses_marks = True
-    marks_in_page = True
-
-    def page(
-        self,
-        ns: str,
-        prefix: str,
-        after: str | None,
-        limit: int,
-        now: float,
-        *,
-        expiry: bool = True,
-        whole: bool = False,
-    ) -> tuple[str, dict[str, Any]]:
-        sql, params = super().page(ns, prefix, after, limit, now, expiry=expiry, whole=whole)
-        if not whole:
-            params["expiring"], params["long"] = _EXPIRING + ns, _LONG + ns
-        return sql, params
 
     def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
         sql = super()._page_sql(mode, upper, after, expiry, whole)
@@ -1662,7 +1647,8 @@ class SQLByteStore(BackendStore[bytes]):
         try:
             if _is_version_1(connection, table):  # not migrated meanwhile
                 new = _define_tables(f"{table.name}_mig2", table.schema)[0]
-                connection.execute(DropTable(new, if_exists=True))  # a MySQL run cut short
+                if name not in ("postgresql", "sqlite"):  # what a MySQL run cut short left
+                    connection.execute(DropTable(new, if_exists=True))
                 connection.execute(CreateTable(new))
                 c = {column: preparer.quote(column) for column in (*_COLUMNS, "key_hash")}
                 key, key_hash = c["key"], c["key_hash"]
