@@ -1920,14 +1920,16 @@ class SQLByteStore(BackendStore[bytes]):
         if self._value_limit < self.max_value_size and items:
             coerce_byte_values(items.values(), self._value_limit)
 
-    def _upserts(self, statements: _Statements, items: dict[str, bytes]) -> list[tuple[str, Any]]:
+    def _upserts(
+        self, statements: _Statements, items: dict[str, bytes]
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        """The statements writing `items` (with the marks they call for), and whether some
+        key is long."""
         expires = None if self.ttl is None else time.time() + self.ttl
         keys, values = list(items), list(items.values())
-        long = max(map(len, keys)) > _HEAD
-        columns, rests = keys, None
-        if long:
-            columns = [_column_of(k) for k in keys]
-            rests = [k[_HEAD:] for k in keys]
+        columns = _columns_of(keys)
+        long = columns is not keys
+        rests = [k[_HEAD:] for k in keys] if long else None
         work = [
             statements.upsert(
                 self._ns,
@@ -1946,23 +1948,23 @@ class SQLByteStore(BackendStore[bytes]):
             mark = statements.long_mark(self._ns)
             if mark is not None:
                 work.insert(0, mark)
-        return work
+        return work, long
 
-    def _written(self, items: dict[str, bytes]) -> None:
+    def _written(self, long: bool) -> None:
         """After a write: the marks it wrote (if any) are there for good."""
         if self.ttl is not None:
             self._marked = True
-        if not self._long_marked and max(map(len, items)) > _HEAD:
+        if long:
             self._long_marked = True
 
     def _mset(self, items: dict[str, bytes]) -> None:
         statements = self._statements or self._ready()
         self._check_value_limit(items)
-        work = self._upserts(statements, items)
+        work, long = self._upserts(statements, items)
         with self._session(transaction=len(work) > 1) as cursor:
             for sql, params in work:
                 cursor.execute(sql, params)
-        self._written(items)
+        self._written(long)
 
     async def _amset(self, items: dict[str, bytes]) -> None:
         if self._async_driver is None:
@@ -1970,11 +1972,11 @@ class SQLByteStore(BackendStore[bytes]):
             return
         statements = self._statements or await self._aready()
         self._check_value_limit(items)
-        work = self._upserts(statements, items)
+        work, long = self._upserts(statements, items)
         async with self._asession(transaction=len(work) > 1) as cursor:
             for sql, params in work:
                 await cursor.execute(sql, params)
-        self._written(items)
+        self._written(long)
 
     def _selects(self, statements: _Statements, columns: list[str]) -> list[tuple[str, Any]]:
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
