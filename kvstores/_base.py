@@ -64,6 +64,12 @@ class BaseStore(ABC, Generic[K, V]):
         """Async `yield_keys`: an async generator."""
         return aiter_in_thread(lambda: self.yield_keys(prefix=prefix))
 
+    def count_keys(self, *, prefix: str | None = None) -> int | None:
+        """How many keys `yield_keys(prefix=prefix)` would list, where the backend can count
+        them without listing them (an in-process count, or one statement on the server);
+        `None` where it cannot. Progress bars use it (``kvstores copy``)."""
+        return None
+
     def close(self) -> None:
         """Release what the store opened itself (a client it was given stays open)."""
 
@@ -165,6 +171,9 @@ class BackendStore(BaseStore[str, V]):
     def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[str]:
         return self._ayield_keys(check_prefix(prefix))
 
+    def count_keys(self, *, prefix: str | None = None) -> int | None:
+        return self._count_keys(check_prefix(prefix))
+
     # The backend's hooks.
 
     @abstractmethod
@@ -191,6 +200,10 @@ class BackendStore(BaseStore[str, V]):
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         return aiter_in_thread(lambda: self._yield_keys(prefix), self.page_size)
+
+    def _count_keys(self, prefix: str) -> int | None:
+        """The number of live keys starting with `prefix`, or `None` if counting means listing."""
+        return None
 
     def server_version(self) -> str | None:
         """The server's name and version, such as ``"redis 7.0.15"`` or ``"postgresql

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
+from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["mask_secrets", "mask_url", "split_common_options"]
+from kvstores.errors import ConfigurationError
+
+__all__ = ["check_options", "mask_secrets", "mask_url", "split_common_options"]
 
 MASK = "***"
 # Query parameters whose values are credentials (AstraDB tokens, some drivers' passwords).
@@ -52,10 +57,50 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _public_parts(url: str) -> list[str]:
+    """The parts of `url` that are not credentials: user name, host, path, other query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    public = [parts.username or "", parts.hostname or "", unquote(parts.path)]
+    public += [
+        f"{name}={value}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() not in _SECRET_PARAMS
+    ]
+    return [part for part in public if part]
+
+
+# Where a password stands as a credential: ``user:pw@host``, or ``password=pw`` quoted or not.
+_IN_USERINFO = r"(?<=:){secret}(?=@)"
+
+
 def mask_secrets(text: str, url: str) -> str:
-    """Replace every credential that `url` carries wherever it appears in `text`."""
+    """Mask the credentials `url` carries wherever they appear in `text`, and nothing else.
+
+    The URL itself is replaced by its masked form. A password that also occurs in the URL's
+    user name, host, path or other parameters (``admin:admin@…/admin``) is masked only where
+    it stands as a credential (``:pw@``, ``password=pw``), so that the user and database
+    names a driver's message quotes stay readable.
+    """
+    masked = mask_url(url)
+    if masked != url:
+        text = text.replace(url, masked)
+    public = _public_parts(url)
+    names = "|".join(sorted(_SECRET_PARAMS, key=len, reverse=True))
     for secret in _secrets_of(url):
-        text = text.replace(secret, MASK)
+        if not any(secret in part for part in public):
+            text = text.replace(secret, MASK)
+            continue
+        escaped = re.escape(secret)
+        text = re.sub(_IN_USERINFO.format(secret=escaped), MASK, text)
+        text = re.sub(
+            rf"((?:{names})['\"]?\s*[=:]\s*['\"]?){escaped}(?=['\"&\s,;}}]|$)",
+            lambda m: m[1] + MASK,
+            text,
+            flags=re.IGNORECASE,
+        )
     return text
 
 
@@ -63,9 +108,9 @@ def _positive_seconds(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} in the URL is not a number of seconds") from None
+        raise ConfigurationError(f"{name}={raw!r} in the URL is not a number of seconds") from None
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name}={raw!r} in the URL must be a positive number of seconds")
+        raise ConfigurationError(f"{name}={raw!r} in the URL must be a positive number of seconds")
     return value
 
 
@@ -97,3 +142,26 @@ def path_from_url(url: str) -> str:
     """The filesystem path of a ``scheme:///abs`` or ``scheme://rel/dir`` URL, percent-decoded."""
     parts = urlsplit(url)
     return unquote(parts.netloc + parts.path)
+
+
+def check_options(backend: str, given: Iterable[str], known: Collection[str]) -> None:
+    """Refuse option names (keyword arguments or URL query parameters) a backend does not take.
+
+    A typo must not silently fall back to a default (``namespce=a`` writing into no
+    namespace), so every backend checks the names it is given against the ones it knows.
+
+    Raises:
+        ConfigurationError: a name is not in `known`; the message names it, suggests the
+            closest known name and lists them all.
+    """
+    unknown = [name for name in given if name not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigurationError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} for the {backend} backend: "
+        f"{', '.join(hints)}; known options: {', '.join(sorted(known))}"
+    )

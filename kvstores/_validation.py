@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from kvstores.errors import InvalidKeyError, InvalidValueError
+from kvstores.errors import ConfigurationError, InvalidKeyError, InvalidValueError
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -187,12 +187,12 @@ def check_namespace(namespace: str | None) -> str | None:
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be str or None, not {type(namespace).__name__}")
     if not namespace or len(namespace) > MAX_NAMESPACE_LENGTH or "\x00" in namespace:
-        raise ValueError(
+        raise ConfigurationError(
             f"namespace must be 1 to {MAX_NAMESPACE_LENGTH} characters without NUL, "
             f"got {_short(namespace)}"
         )
     if not _encodable(namespace):
-        raise ValueError(f"namespace {_short(namespace)} contains a lone surrogate")
+        raise ConfigurationError(f"namespace {_short(namespace)} contains a lone surrogate")
     return str.__str__(namespace)
 
 
@@ -200,7 +200,7 @@ def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailableError",
+    "ConfigurationError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
@@ -12,6 +13,11 @@ __all__ = [
 
 class KVStoreError(Exception):
     """Root of every error kvstores raises (wrong argument types raise `TypeError` instead)."""
+
+
+class ConfigurationError(KVStoreError, ValueError):
+    """A store cannot be built as asked: an unknown URL scheme or option, a malformed URL,
+    an invalid namespace, ttl or timeout, a file store rooted at a file."""
 
 
 class InvalidKeyError(KVStoreError, ValueError):

@@ -91,6 +91,11 @@ class InMemoryStore(BackendStore[V]):
         for key in keys:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
             yield key
 
+    def _count_keys(self, prefix: str) -> int | None:
+        if self.ttl is None and not prefix:
+            return len(self._data)
+        return sum(1 for _ in self._yield_keys(prefix))
+
     # No I/O and only brief locks: the async methods run inline, not in a worker thread.
 
     async def _amget(self, keys: list[str]) -> list[V | None]:
