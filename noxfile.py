@@ -1,4 +1,9 @@
-"""nox sessions: lint, typecheck (mypy strict), tests (no server), integration, ci."""
+"""nox sessions: lint, typecheck (mypy strict), tests (no server), integration, ci; latest
+(the same checks against the newest release of every dependency) and lock (refresh the pins).
+
+Every session but `latest` installs from constraints.txt, exact versions kept in the
+repository, so that a new release of a dependency never changes what CI runs.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,27 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
+# A Python version the project claims but cannot find is a failure, never a silent skip.
+nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 SERVICES = ROOT / "scripts" / "services.sh"
-PYTHON = "3.11"
-DEV = [
-    "ruff==0.17.5",
-    "mypy==2.4.1",
-    "pytest-asyncio>=0.24",
-    "nox",
-    # A user's AsyncEngine on SQLite, in the SQL tests.
-    "aiosqlite>=0.20",
-    # LangChain's standard store suites and the real classes the drop-in tests use.
-    "langchain-tests>=0.3",
-    "langchain-classic>=1.0",
-    "langchain-text-splitters>=0.3",
-]
+CONSTRAINTS = "constraints.txt"
+DEV_REQUIREMENTS = "requirements-dev.txt"
+# The Python versions kvstores is tested on, and so claims (pyproject's requires-python and
+# classifiers; tests/test_metadata.py keeps them in step). Only CPython 3.11 can be had on
+# the project's machines (Debian 12, no python.org downloads), so only 3.11 is claimed.
+PYTHONS = ["3.11"]
 
 
-def _install(session: nox.Session) -> None:
-    session.install("-e", ".[all]", *DEV)
+def _install(session: nox.Session, *, pinned: bool = True) -> None:
+    """kvstores with every extra, plus the test tools: at the pinned versions, or the newest."""
+    if pinned:
+        session.install("-c", CONSTRAINTS, "-e", ".[all]", "-r", DEV_REQUIREMENTS)
+    else:
+        session.install(
+            "--upgrade", "--upgrade-strategy", "eager", "-e", ".[all]", "-r", DEV_REQUIREMENTS
+        )
 
 
 def _lint(session: nox.Session) -> None:
@@ -90,35 +96,35 @@ def _integration(session: nox.Session) -> None:
             _services("stop", *started)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff==0.17.5")
+    session.install("-c", CONSTRAINTS, "ruff")
     _lint(session)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the kvstores package."""
     _install(session)
     session.run("mypy")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The unit tests: memory, files, SQLite, codecs, URLs, the conformance kit; no server."""
     _install(session)
     session.run("pytest", "tests", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def integration(session: nox.Session) -> None:
     """The conformance kit against real servers started by scripts/services.sh."""
     _install(session)
     _integration(session)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in one environment: lint, typecheck, tests, integration."""
     _install(session)
@@ -126,3 +132,38 @@ def ci(session: nox.Session) -> None:
     session.run("mypy")
     session.run("pytest", "tests", *session.posargs)
     _integration(session)
+
+
+@nox.session(python=PYTHONS[-1])
+def latest(session: nox.Session) -> None:
+    """Everything `ci` checks, against the newest release of every dependency (no pins).
+
+    Not run by CI: a new release must not fail a submission, but should be seen early.
+    When this passes and `ci` does too, `nox -s lock` moves the pins forward.
+    """
+    _install(session, pinned=False)
+    session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
+    _lint(session)
+    session.run("mypy")
+    session.run("pytest", "tests", *session.posargs)
+    _integration(session)
+
+
+@nox.session(python=PYTHONS[-1])
+def lock(session: nox.Session) -> None:
+    """Regenerate constraints.txt: the newest versions that satisfy pyproject.toml and
+    requirements-dev.txt, resolved by uv for the oldest Python kvstores supports."""
+    session.install("-c", CONSTRAINTS, "uv")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        DEV_REQUIREMENTS,
+        "--all-extras",
+        "--python-version",
+        PYTHONS[0],
+        "--upgrade",
+        "-o",
+        CONSTRAINTS,
+    )

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from kvstores._base import ByteStore
 from kvstores._urls import mask_url, split_common_options
+from kvstores.errors import ConfigurationError
 
 __all__ = ["ENTRY_POINT_GROUP", "from_url", "known_schemes", "require"]
 
@@ -25,20 +26,19 @@ _SCHEMES: dict[str, str] = {
     "rediss+cluster": "kvstores.redis:RedisByteStore",
 }
 _SQL = "kvstores.sql:SQLByteStore"
-# SQLAlchemy dialects: "dialect" or "dialect+driver" goes to the SQL backend.
-_SQL_DIALECTS = frozenset(
-    {"sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"}
-)
+# The SQLAlchemy dialects `SQLByteStore` supports: "dialect" or "dialect+driver".
+_SQL_DIALECTS = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
 
 
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional driver, or raise `ImportError` saying which extra installs it."""
+def require(module: str, extra: str | None = None, *, package: str | None = None) -> ModuleType:
+    """Import an optional module, or raise `ImportError` saying what installs it: the
+    kvstores `extra` (``pip install "kvstores[redis]"``) or, for a module no extra brings,
+    the `package` (``pip install aiosqlite``)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(
-            f'this kvstores backend needs {module!r}: pip install "kvstores[{extra}]"'
-        ) from exc
+        fix = f'pip install "kvstores[{extra}]"' if extra else f"pip install {package or module}"
+        raise ImportError(f"kvstores needs {module!r} here: {fix}") from exc
 
 
 def _plugins() -> dict[str, Any]:
@@ -62,24 +62,9 @@ def _resolve(scheme: str) -> Any:
     plugin = _plugins().get(scheme)
     if plugin is not None:
         return plugin.load()
-    if _is_sqlalchemy_dialect(scheme):
-        return _resolve("sqlite")  # any other SQLAlchemy URL: the SQL backend
-    raise ValueError(
+    raise ConfigurationError(
         f"unknown kvstores URL scheme {scheme!r}; known schemes: {', '.join(known_schemes())}"
     )
-
-
-def _is_sqlalchemy_dialect(scheme: str) -> bool:
-    """Whether an installed SQLAlchemy knows the dialect (third-party dialects included)."""
-    try:
-        from sqlalchemy.dialects import registry
-    except ImportError:
-        return False
-    try:
-        registry.load(scheme.replace("+", "."))
-    except Exception:  # noqa: BLE001 - any failure means "not a dialect"
-        return False
-    return True
 
 
 def from_url(url: str, **kwargs: Any) -> ByteStore:
@@ -90,15 +75,15 @@ def from_url(url: str, **kwargs: Any) -> ByteStore:
     store owns its connection and closes it in `close()`.
 
     Raises:
-        ValueError: the scheme is unknown (the message lists the known ones), or the URL
-            is malformed.
+        ConfigurationError: (a `ValueError`) the scheme is unknown (the message lists the
+            known ones), the URL is malformed, or an option is unknown to the backend.
         ImportError: the backend's driver is missing (the message names the extra to install).
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be str, not {type(url).__name__}")
     scheme = urlsplit(url).scheme.lower()
     if not scheme or "://" not in url:
-        raise ValueError(f"not a store URL (expected scheme://…): {mask_url(url)!r}")
+        raise ConfigurationError(f"not a store URL (expected scheme://…): {mask_url(url)!r}")
     store_class = _resolve(scheme)
     rest, options = split_common_options(url)
     options.update(kwargs)

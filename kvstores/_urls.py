@@ -96,7 +96,7 @@ def mask_secrets(text: str, url: str) -> str:
         escaped = re.escape(secret)
         text = re.sub(_IN_USERINFO.format(secret=escaped), MASK, text)
         text = re.sub(
-            rf"((?:{names})['\"]?\s*[=:]\s*['\"]?){escaped}(?=['\"&\s,;}}]|$)",
+            rf"((?:{names})['\"]?\s*[=:]\s*['\"]?){escaped}(?!\w)",
             lambda m: m[1] + MASK,
             text,
             flags=re.IGNORECASE,
@@ -165,3 +165,28 @@ def check_options(backend: str, given: Iterable[str], known: Collection[str]) ->
         f"unknown option{'s' if len(unknown) > 1 else ''} for the {backend} backend: "
         f"{', '.join(hints)}; known options: {', '.join(sorted(known))}"
     )
+
+
+def store_options(
+    backend: str,
+    url: str,
+    options: dict[str, Any],
+    *,
+    query: Collection[str] = (),
+    keywords: Collection[str] = (),
+) -> tuple[str, dict[str, Any]]:
+    """A backend's `from_url` preamble: the common options out of `url`, overridden by `options`.
+
+    Returns the URL without ``namespace``/``ttl``/``timeout`` and the merged options.
+
+    Raises:
+        ConfigurationError: a query parameter other than the common ones and `query`, or an
+            option other than the common ones and `keywords`.
+    """
+    rest, merged = split_common_options(url)
+    check_options(
+        backend, [name for name, _ in parse_qsl(urlsplit(rest).query)], {*COMMON_OPTIONS, *query}
+    )
+    merged.update(options)
+    check_options(backend, merged, {*COMMON_OPTIONS, *keywords})
+    return rest, merged

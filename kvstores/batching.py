@@ -256,6 +256,9 @@ class AutoBatchingStore(BaseStore[K, V]):
     def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[K]:
         return self.store.ayield_keys(prefix=prefix)
 
+    def count_keys(self, *, prefix: str | None = None) -> int | None:
+        return self.store.count_keys(prefix=prefix)
+
     # Batched async methods.
 
     async def amget(self, keys: Sequence[K]) -> list[V | None]:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvstores._base import BaseStore
+from kvstores._registry import require
+from kvstores.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -58,6 +60,10 @@ class EncoderBackedStore(BaseStore[K, V]):
 
     def _encode_pairs(self, pairs: Sequence[tuple[K, V]]) -> list[tuple[str, Any]]:
         encode, serialize = self.key_encoder, self.value_serializer
+        # None means absent in every store; a serializer that would store it (JSON's
+        # "null") would make a key that mget reports absent while yield_keys lists it.
+        if any(value is None for _, value in pairs):
+            raise TypeError("None is not a storable value (it means absent); use mdelete")
         return [(encode(key), serialize(value)) for key, value in pairs]
 
     def _decode_values(self, values: list[Any]) -> list[V | None]:
@@ -77,10 +83,9 @@ class EncoderBackedStore(BaseStore[K, V]):
         self.store.mdelete([self.key_encoder(k) for k in keys])
 
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[K]:
-        keys = self.store.yield_keys(prefix=self._prefix(prefix))
-        if self.key_decoder is None:
-            return keys  # type: ignore[return-value]
-        return map(self.key_decoder, keys)
+        decode = self.key_decoder
+        for key in self.store.yield_keys(prefix=self._prefix(prefix)):
+            yield key if decode is None else decode(key)  # type: ignore[misc]
 
     async def amget(self, keys: Sequence[K]) -> list[V | None]:
         return self._decode_values(await self.store.amget([self.key_encoder(k) for k in keys]))
@@ -96,6 +101,9 @@ class EncoderBackedStore(BaseStore[K, V]):
         async for key in self.store.ayield_keys(prefix=self._prefix(prefix)):
             yield key if decode is None else decode(key)  # type: ignore[misc]
 
+    def count_keys(self, *, prefix: str | None = None) -> int | None:
+        return self.store.count_keys(prefix=self._prefix(prefix))
+
     def close(self) -> None:
         self.store.close()
 
@@ -104,8 +112,17 @@ class EncoderBackedStore(BaseStore[K, V]):
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON; NaN and infinities are refused (they are not JSON)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """Compact UTF-8 JSON.
+
+    Raises:
+        TypeError: a value JSON cannot hold (an object, bytes, a set…).
+        InvalidValueError: NaN or an infinity (not JSON).
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # NaN, infinities, circular references
+        raise InvalidValueError(f"not storable as JSON: {exc}") from None
+    return text.encode()
 
 
 def decode_json(data: bytes) -> Any:
@@ -124,7 +141,7 @@ def encode_float32(vector: Sequence[float]) -> bytes:
 def decode_float32(data: bytes) -> list[float]:
     """The inverse of `encode_float32` (values come back rounded to float32)."""
     if len(data) % 4:
-        raise ValueError(f"{len(data)} bytes is not a float32 vector (not a multiple of 4)")
+        raise InvalidValueError(f"{len(data)} bytes is not a float32 vector (not a multiple of 4)")
     unpacked = array("f")
     unpacked.frombytes(data)
     if not _LITTLE_ENDIAN:
@@ -160,10 +177,9 @@ def encode_document(document: Document) -> bytes:
 
 def decode_document(data: bytes) -> Document:
     """The inverse of `encode_document` (needs ``langchain-core``: extra ``langchain``)."""
-    from langchain_core.documents import Document
-
+    document_class: type[Document] = require("langchain_core.documents", "langchain").Document
     payload = json.loads(data)
-    return Document(
+    return document_class(
         page_content=payload["page_content"], metadata=payload["metadata"], id=payload["id"]
     )
 

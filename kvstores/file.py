@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kvstores._base import BackendStore
-from kvstores._urls import path_from_url
-from kvstores.errors import KVStoreError
+from kvstores._urls import path_from_url, store_options
+from kvstores.errors import ConfigurationError, KVStoreError
 
 __all__ = ["LocalFileStore"]
 
@@ -116,6 +115,13 @@ class LocalFileStore(BackendStore[bytes]):
     ) -> None:
         super().__init__(namespace=namespace, ttl=ttl)
         self.root = Path(root).absolute()
+        # The nearest existing ancestor decides: a file there is a mistake now, not at the
+        # first write.
+        existing = next(path for path in (self.root, *self.root.parents) if path.exists())
+        if not existing.is_dir():
+            raise ConfigurationError(
+                f"the root of a LocalFileStore must be a directory: {self.root}"
+            )
         directory = self.root
         if self.namespace is not None:
             directory = directory / _NAMESPACES / _file_name(self.namespace)
@@ -129,11 +135,10 @@ class LocalFileStore(BackendStore[bytes]):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LocalFileStore:
         """``file:///abs/dir`` or ``file://rel/dir``; `timeout` is ignored."""
-        if urlsplit(url).query:
-            raise ValueError(f"a file:// URL takes only namespace and ttl, got {url!r}")
-        path = path_from_url(url)
+        rest, options = store_options("file", url, options)
+        path = path_from_url(rest)
         if not path:
-            raise ValueError(f"a file:// URL needs a directory, got {url!r}")
+            raise ConfigurationError(f"a file:// URL needs a directory, got {url!r}")
         options.pop("timeout", None)
         return cls(path, **options)
 

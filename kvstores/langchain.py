@@ -8,10 +8,10 @@ only adds what LangChain lacks.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from kvstores._base import BaseStore
-from kvstores._registry import require
 from kvstores.encoding import EncoderBackedStore, decode_float32, encode_float32
 
 if TYPE_CHECKING:
@@ -21,11 +21,18 @@ __all__ = ["float32_cache_backed_embeddings"]
 
 
 def _cache_backed_embeddings_class() -> Any:
-    try:  # LangChain 1.x keeps it in langchain-classic, 0.x in langchain
-        module = require("langchain_classic.embeddings", "langchain")
-    except ImportError:
-        module = require("langchain.embeddings", "langchain")
-    return module.CacheBackedEmbeddings
+    # LangChain 1.x keeps it in langchain-classic, 0.x in langchain.
+    for module in ("langchain_classic.embeddings", "langchain.embeddings"):
+        try:
+            cls = getattr(importlib.import_module(module), "CacheBackedEmbeddings", None)
+        except ImportError:
+            continue
+        if cls is not None:
+            return cls
+    raise ImportError(
+        "float32_cache_backed_embeddings needs LangChain's CacheBackedEmbeddings: "
+        "pip install langchain-classic"
+    )
 
 
 def float32_cache_backed_embeddings(

@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from kvstores._base import BackendStore
+from kvstores._urls import store_options
 from kvstores._validation import coerce_byte_values, coerce_object_values
+from kvstores.errors import ConfigurationError
 
 __all__ = ["InMemoryByteStore", "InMemoryStore"]
 
@@ -36,9 +38,10 @@ class InMemoryStore(BackendStore[V]):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> InMemoryStore[V]:
         """``memory://``: a new, empty store. Takes `namespace` and `ttl`; `timeout` is ignored."""
-        parts = urlsplit(url)
-        if parts.netloc or parts.path.strip("/") or parts.query:
-            raise ValueError(f"a memory:// URL takes only namespace and ttl, got {url!r}")
+        rest, options = store_options("memory", url, options)
+        parts = urlsplit(rest)
+        if parts.netloc or parts.path.strip("/"):
+            raise ConfigurationError(f"a memory:// URL names no place, got {url!r}")
         options.pop("timeout", None)
         return cls(**options)
 

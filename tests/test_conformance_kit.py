@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -108,3 +110,23 @@ def test_kit_catches_broken_store(pytester: pytest.Pytester, name: str, kit: str
     assert outcomes.get("failed", 0) >= len(must_fail), result.stdout.str()[-3000:]
     for test in must_fail:
         assert any(test in line and "FAILED" in line for line in result.outlines), test
+
+
+@pytest.mark.parametrize("missing", ["pytest", "hypothesis"])
+def test_kit_without_its_extra_names_it(missing: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == {missing!r}:
+                    raise ImportError(f"blocked {{name}}")
+        sys.meta_path.insert(0, Block())
+        try:
+            import kvstores.testing
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 'pip install "kvstores[testing]"' in out.stdout

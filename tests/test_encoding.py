@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,7 @@ from kvstores.encoding import (
     float32_vector_store,
     json_store,
 )
+from kvstores.errors import InvalidValueError
 
 
 def test_json_store_round_trip() -> None:
@@ -85,3 +89,46 @@ def test_without_decoder_yields_stored_keys() -> None:
     )
     store.mset([("k", b"v")])
     assert list(store.yield_keys()) == ["p:k"]
+
+
+def test_yield_keys_is_a_generator() -> None:
+    """SPEC §2: yield_keys returns a generator, with and without a key decoder."""
+    inner = InMemoryByteStore()
+    inner.mset([("ab", b"1"), ("b", b"2")])
+    plain = json_store(inner)
+    decoded = EncoderBackedStore(inner, str, encode_json, json.loads, str.upper)
+    for store, expected in ((plain, ["ab"]), (decoded, ["AB"])):
+        keys = store.yield_keys(prefix="a")
+        assert inspect.isgenerator(keys)
+        assert list(keys) == expected
+
+
+@pytest.mark.parametrize("make", [json_store, float32_vector_store])
+def test_none_is_never_stored(
+    make: Callable[[InMemoryByteStore], EncoderBackedStore[str, Any]],
+) -> None:
+    """None means absent: a JSON store must not store it as "null" (SPEC §2), and the
+    batch holding it writes nothing."""
+    inner = InMemoryByteStore()
+    store = make(inner)
+    with pytest.raises(TypeError, match="None"):
+        store.mset([("a", [1.0]), ("b", None)])
+    with pytest.raises(TypeError, match="None"):
+        asyncio.run(store.amset([("a", [1.0]), ("b", None)]))
+    assert list(inner.yield_keys()) == []
+
+
+def test_json_refuses_nan_as_an_invalid_value() -> None:
+    store = json_store(InMemoryByteStore())
+    with pytest.raises(InvalidValueError):
+        store.mset([("a", math.nan)])
+    with pytest.raises(InvalidValueError):
+        decode_float32(b"abc")
+
+
+def test_count_keys_encodes_the_prefix() -> None:
+    inner = InMemoryByteStore()
+    store = EncoderBackedStore(inner, lambda k: "ns/" + k, encode_json, json.loads)
+    store.mset([("ab", 1), ("ac", 2), ("b", 3)])
+    assert store.count_keys(prefix="a") == 2
+    assert store.count_keys() == 3

@@ -13,6 +13,7 @@ import kvstores
 from kvstores import BackendUnavailableError, InMemoryByteStore, LocalFileStore, from_url
 from kvstores._registry import require
 from kvstores._urls import mask_secrets, mask_url, split_common_options
+from kvstores.errors import ConfigurationError, KVStoreError
 
 
 def test_import_needs_no_optional_dependency() -> None:
@@ -74,7 +75,7 @@ def test_not_a_url(url: str) -> None:
 def test_memory_url_rejects_extra_parts() -> None:
     with pytest.raises(ValueError, match="memory://"):
         from_url("memory://host/path")
-    with pytest.raises(ValueError, match="memory://"):
+    with pytest.raises(ConfigurationError, match="'table'"):
         from_url("memory://?table=x")
 
 
@@ -157,3 +158,89 @@ def test_split_common_options_keeps_the_rest() -> None:
     url, options = split_common_options("sqlite:///x.db?table=t&namespace=n&ttl=2&a=%2F")
     assert url == "sqlite:///x.db?table=t&a=/"
     assert options == {"namespace": "n", "ttl": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("memory://?namespce=a", {}),
+        ("memory://", {"namespce": "a"}),
+        ("file://{tmp}?namespce=a", {}),
+        ("file://{tmp}", {"namespce": "a"}),
+        ("file://{tmp}?ttl=5&colour=red", {}),
+    ],
+)
+def test_typo_in_an_option_is_an_error(tmp_path: Path, url: str, options: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_url(url.format(tmp=tmp_path), **options)
+    message = str(caught.value)
+    assert "namespce" in message or "colour" in message
+    assert "namespace" in message  # the known options are listed
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, KVStoreError)
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_typo_suggests_the_known_option() -> None:
+    with pytest.raises(ConfigurationError, match=r"did you mean 'namespace'\?"):
+        from_url("memory://?namespce=a")
+
+
+@pytest.mark.parametrize("scheme", ["nope", "oracle", "mssql", "mssql+pyodbc"])
+def test_unknown_or_unsupported_scheme_is_a_kvstore_error(scheme: str) -> None:
+    with pytest.raises(ConfigurationError, match="known schemes") as caught:
+        from_url(f"{scheme}://host/db")
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, KVStoreError)
+
+
+def test_known_schemes_all_build_a_store() -> None:
+    """Every listed scheme is one a store accepts (no scheme listed only to be refused)."""
+    assert {"oracle", "mssql"}.isdisjoint(kvstores.known_schemes())
+    for scheme in kvstores.known_schemes():
+        module_name = kvstores._registry._resolve(scheme).__module__
+        assert module_name.startswith("kvstores."), scheme
+
+
+@pytest.mark.parametrize("namespace", ["", "x" * 257, "a\x00b"])
+def test_invalid_namespace_is_a_kvstore_error(namespace: str) -> None:
+    with pytest.raises(ConfigurationError, match="namespace"):
+        InMemoryByteStore(namespace=namespace)
+
+
+def test_file_store_rooted_at_a_file(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"x")
+    for root in (not_a_dir, not_a_dir / "below"):
+        with pytest.raises(ConfigurationError, match="must be a directory"):
+            LocalFileStore(root)
+        with pytest.raises(ConfigurationError, match="must be a directory"):
+            from_url(f"file://{root}")
+    assert not_a_dir.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    ("url", "text", "masked"),
+    [
+        (
+            "postgresql://admin:admin@db.example/admin",
+            "connection to postgresql://admin:admin@db.example/admin failed: password "
+            'authentication failed for user "admin" (password=admin)',
+            "connection to postgresql://admin:***@db.example/admin failed: password "
+            'authentication failed for user "admin" (password=***)',
+        ),
+        (
+            "mysql+pymysql://app:app2024@h/app2024_db",
+            "Unknown database 'app2024_db' for app:app2024@h",
+            "Unknown database 'app2024_db' for app:***@h",
+        ),
+    ],
+)
+def test_mask_secrets_masks_only_the_password(url: str, text: str, masked: str) -> None:
+    """A password that also occurs in the user or database name masks only the password."""
+    assert mask_secrets(text, url) == masked
+
+
+def test_require_names_a_package_when_no_extra_brings_it() -> None:
+    with pytest.raises(ImportError, match="pip install aiosqlite"):
+        require("kvstores_no_such_module", package="aiosqlite")

@@ -223,3 +223,19 @@ def test_unstorable_metadata_is_refused_at_write_time(metadata: dict[object, obj
             [("ok", Document(page_content="fine")), ("bad", Document("x", metadata=metadata))]
         )
     assert list(inner.yield_keys()) == []
+
+
+def test_missing_langchain_classic_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kvstores[langchain]` brings langchain-core only: the message names the package that
+    holds CacheBackedEmbeddings, not the extra that is already installed."""
+    monkeypatch.setitem(sys.modules, "langchain_classic.embeddings", None)
+    monkeypatch.setitem(sys.modules, "langchain.embeddings", None)
+    with pytest.raises(ImportError, match="pip install langchain-classic"):
+        float32_cache_backed_embeddings(CountingEmbeddings(), InMemoryByteStore())
+
+
+def test_missing_langchain_core_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode_document(Document(page_content="x"))
+    monkeypatch.setitem(sys.modules, "langchain_core.documents", None)
+    with pytest.raises(ImportError, match=r'pip install "kvstores\[langchain\]"'):
+        decode_document(data)

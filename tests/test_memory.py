@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
+from kvstores.file import LocalFileStore
 from kvstores.memory import InMemoryByteStore, InMemoryStore
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
 
@@ -51,3 +55,24 @@ def test_purge_expired_drops_entries() -> None:
     time.sleep(0.05)
     assert store.purge_expired() == 2
     assert store._data == {}
+
+
+def test_count_keys() -> None:
+    store = InMemoryByteStore()
+    store.mset([("a1", b""), ("a2", b""), ("b", b"")])
+    assert (store.count_keys(), store.count_keys(prefix="a"), store.count_keys(prefix="c")) == (
+        3,
+        2,
+        0,
+    )
+    expiring = InMemoryByteStore(ttl=0.05)
+    expiring.mset([("a", b"")])
+    assert expiring.count_keys() == 1
+    time.sleep(0.1)
+    assert expiring.count_keys() == 0
+    with pytest.raises(TypeError):
+        store.count_keys(prefix=b"a")  # type: ignore[arg-type]
+
+
+def test_count_keys_is_none_where_counting_means_listing(tmp_path: Path) -> None:
+    assert LocalFileStore(tmp_path).count_keys() is None

@@ -18,7 +18,7 @@ from kvstores._validation import check_keys, check_namespace, check_pairs, coerc
 from kvstores.errors import InvalidKeyError, InvalidValueError
 
 
-class Color(str, Enum):
+class Color(str, Enum):  # noqa: UP042 - its str() is "Color.RED", not its value
     RED = "red"
 
 

@@ -21,13 +21,18 @@ that compares a store with a dict; `run_in_threads` runs calls at once in thread
 re-raises what they raised.
 """
 
-from kvstores.testing.conformance import (
+from kvstores._registry import require
+
+require("pytest", "testing")  # the kit is pytest classes and a Hypothesis machine
+require("hypothesis", "testing")
+
+from kvstores.testing.conformance import (  # noqa: E402 - after the import guard
     AsyncByteStoreTests,
     ByteStoreTests,
     StoreFactory,
     run_in_threads,
 )
-from kvstores.testing.stateful import make_state_machine
+from kvstores.testing.stateful import make_state_machine  # noqa: E402
 
 __all__ = [
     "AsyncByteStoreTests",
