@@ -128,6 +128,10 @@ def integration(session: nox.Session) -> None:
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in one environment: lint, typecheck, tests, integration."""
     _install(session)
+    _check_everything(session)
+
+
+def _check_everything(session: nox.Session) -> None:
     _lint(session)
     session.run("mypy")
     session.run("pytest", "tests", *session.posargs)
@@ -143,10 +147,7 @@ def latest(session: nox.Session) -> None:
     """
     _install(session, pinned=False)
     session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
-    _lint(session)
-    session.run("mypy")
-    session.run("pytest", "tests", *session.posargs)
-    _integration(session)
+    _check_everything(session)
 
 
 @nox.session(python=PYTHONS[-1])
