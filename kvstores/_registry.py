@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from kvstores._base import ByteStore
 from kvstores._urls import mask_url, split_common_options
@@ -14,6 +14,7 @@ from kvstores.errors import ConfigurationError
 __all__ = ["ENTRY_POINT_GROUP", "from_url", "known_schemes", "require"]
 
 ENTRY_POINT_GROUP = "kvstores.backends"
+_SCHEME = re.compile(r"[a-z][a-z0-9+._-]*")
 
 # scheme -> "module:Class"; the module is imported only when its scheme is used.
 _SCHEMES: dict[str, str] = {
@@ -81,8 +82,11 @@ def from_url(url: str, **kwargs: Any) -> ByteStore:
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be str, not {type(url).__name__}")
-    scheme = urlsplit(url).scheme.lower()
-    if not scheme or "://" not in url:
+    # Not urlsplit: it stops a scheme at "_", and SQLAlchemy drivers have them
+    # ("postgresql+psycopg_async://").
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or not _SCHEME.fullmatch(scheme):
         raise ConfigurationError(f"not a store URL (expected scheme://…): {mask_url(url)!r}")
     store_class = _resolve(scheme)
     rest, options = split_common_options(url)

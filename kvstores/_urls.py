@@ -72,6 +72,8 @@ def _public_parts(url: str) -> list[str]:
     return [part for part in public if part]
 
 
+# A password this long does not occur in a message by chance: masked wherever it appears.
+_UNMISTAKABLE = 8
 # Where a password stands as a credential: ``user:pw@host``, or ``password=pw`` quoted or not.
 _IN_USERINFO = r"(?<=:){secret}(?=@)"
 
@@ -90,8 +92,13 @@ def mask_secrets(text: str, url: str) -> str:
     public = _public_parts(url)
     names = "|".join(sorted(_SECRET_PARAMS, key=len, reverse=True))
     for secret in _secrets_of(url):
-        if not any(secret in part for part in public):
+        if len(secret) >= _UNMISTAKABLE and not any(secret in part for part in public):
             text = text.replace(secret, MASK)
+            continue
+        if not any(secret in part for part in public):
+            # A short password also occurs by chance inside words ("p" in "spawn"): mask it
+            # where it stands alone.
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", MASK, text)
             continue
         escaped = re.escape(secret)
         text = re.sub(_IN_USERINFO.format(secret=escaped), MASK, text)

@@ -244,3 +244,17 @@ def test_mask_secrets_masks_only_the_password(url: str, text: str, masked: str) 
 def test_require_names_a_package_when_no_extra_brings_it() -> None:
     with pytest.raises(ImportError, match="pip install aiosqlite"):
         require("kvstores_no_such_module", package="aiosqlite")
+
+
+def test_a_short_password_is_masked_only_where_it_stands_alone() -> None:
+    url = "postgresql://u:p@h/db"
+    text = "greenlet_spawn failed for u:p@h (password=p) p"
+    assert mask_secrets(text, url) == "greenlet_spawn failed for u:***@h (password=***) ***"
+
+
+def test_a_driver_name_with_an_underscore_is_a_scheme(tmp_path: Path) -> None:
+    pytest.importorskip("aiosqlite")
+    store = from_url(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    with store:
+        store.mset([("k", b"v")])
+        assert store.mget(["k"]) == [b"v"]
