@@ -3,12 +3,16 @@
 Each test module asks for its server with `server_url("KVSTORES_TEST_..._URL")`. Locally a
 missing server skips that module's tests with the reason; under ``CI=true`` it fails them,
 so a CI run can never pass by testing nothing. `scripts/services.sh start` starts the
-servers and prints the variables.
+servers and prints the variables. `silent_listener` is a port that accepts connections and
+never answers, for the tests of timeouts (it needs no server).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,3 +26,37 @@ def server_url(variable: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a TCP socket on 127.0.0.1 that accepts connections and holds them
+    without ever sending a byte: a server that hangs. Needs no server of any kind."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.settimeout(0.1)  # so that the accepting thread sees `stop`
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, name="silent-listener", daemon=True)
+    thread.start()
+    host, port = listener.getsockname()[:2]
+    try:
+        yield host, port
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for connection in held:
+            connection.close()

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import multiprocessing
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,9 +30,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from integration_tests.conftest import server_url
+from kvstores.errors import BackendUnavailableError
 from kvstores.sql import SCHEMA_VERSION, SQLByteStore, _define_tables, _text
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, run_in_threads
 
@@ -570,3 +572,96 @@ def test_a_plan_made_on_a_tiny_table_does_not_outlive_its_growth(
     assert "Index Scan" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert "(key = ANY" in plan.split("Index Cond:")[1], plan  # the keys probe the index
+
+
+# Timeouts, and driver parameters in the URL
+
+
+SILENT = [
+    ("psycopg", "postgresql+psycopg"),
+    ("pymysql", "mysql+pymysql"),
+    ("pymysql", "mariadb+pymysql"),
+]
+
+
+def _fails_in_time(call: Any, bound: float) -> BaseException:
+    """What `call` raised, run in a daemon thread so that a hang fails the test (after
+    `bound` seconds) rather than holding it for ever."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(bound)
+    if worker.is_alive():
+        pytest.fail(f"still waiting after {bound} s")
+    assert outcome[0] is not None, "no error"
+    return outcome[0]
+
+
+@pytest.mark.parametrize(("driver", "scheme"), SILENT, ids=[s for _, s in SILENT])
+def test_a_server_that_never_answers_fails_within_the_timeout(
+    silent_listener: tuple[str, int], driver: str, scheme: str
+) -> None:
+    """A port that accepts the connection and never sends a byte (a hung server, a proxy
+    with nothing behind it) fails within about `timeout`, sync and async, like a closed one."""
+    pytest.importorskip(driver)
+    host, port = silent_listener
+    timeout = 2.0
+    store = SQLByteStore(f"{scheme}://app:s3cr3t-pw@{host}:{port}/db", timeout=timeout)
+    for call in (lambda: store.mget(["k"]), lambda: asyncio.run(store.amget(["k"]))):
+        start = time.monotonic()
+        error = _fails_in_time(call, 3 * timeout + 5)
+        elapsed = time.monotonic() - start
+        assert isinstance(error, BackendUnavailableError), repr(error)
+        assert elapsed < 3 * timeout + 5
+        message = str(error)
+        assert "s3cr3t-pw" not in message
+        assert f"app:***@{host}:{port}" in message
+        assert error.__cause__ is not None
+    store.close()
+
+
+def test_a_statement_may_outlast_the_connect_timeout(server: str, table: str) -> None:
+    """`timeout` bounds connecting, not statements (see `kvstores.sql._lift_timeouts`)."""
+    store = SQLByteStore(_url(server), table=table, timeout=1)
+    sleep = "SELECT pg_sleep(3)" if server == "postgres" else "SELECT SLEEP(3)"
+    try:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql(sleep)
+        store.mset([("k", b"v")])
+        assert store.mget(["k"]) == [b"v"]
+    finally:
+        store.close()
+
+
+def test_driver_parameters_in_the_url_reach_the_driver(server: str, table: str) -> None:
+    """Parameters the driver takes keep working (an unknown one is refused: tests/test_sql.py),
+    sync and async."""
+    if server == "postgres":
+        query = {"application_name": "kvstores-test", "sslmode": "disable"}
+        check = "SELECT current_setting('application_name')"
+        expected: Any = "kvstores-test"
+    else:
+        # read_timeout is PyMySQL's only: async calls then run PyMySQL in worker threads.
+        query = {"charset": "utf8mb4", "read_timeout": "30"}
+        check = "SELECT @@character_set_client"
+        expected = "utf8mb4"
+    url = make_url(_url(server)).update_query_dict(query).render_as_string(hide_password=False)
+    store = SQLByteStore(f"{url}&table={table}&namespace=n")
+    try:
+        assert store.table_name == table
+        assert store.namespace == "n"
+        store.mset([("k", b"v")])
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql(check).scalar() == expected
+        assert asyncio.run(store.amget(["k"])) == [b"v"]
+    finally:
+        store.close()

@@ -93,14 +93,30 @@ namespaces never marked (there the check reads each table row, not just the inde
   and not kept while the pool is at its limit): a pool checkout and checkin cost a tenth
   of a small call. PostgreSQL (psycopg) and
   MySQL (aiomysql) get a native async engine, made lazily, one per event loop (async
-  connections belong to their loop), disposed when that loop shuts down if not before.
+  connections belong to their loop), disposed when that loop shuts down if not before
+  (MySQL async calls run PyMySQL in worker threads when aiomysql is missing or the URL
+  carries a parameter only PyMySQL takes, such as ``read_timeout`` or ``ssl_ca``). A URL
+  naming an async driver (``sqlite+aiosqlite://``, ``postgresql+psycopg_async://``,
+  ``mysql+aiomysql://``, ``postgresql+asyncpg://``) needs it installed and is served as
+  the same URL with the store's drivers. ``namespace``, ``ttl`` and ``timeout`` in the
+  query work as the arguments do (which win), ``table`` names the table, and any other
+  parameter must be one the driver takes: libpq's connection keywords, PyMySQL's
+  `Connection` parameters (plus SQLAlchemy's ``ssl_ca``, ``ssl_cert``, …), pysqlite's
+  ``timeout``, ``isolation_level``, ``detect_types``, ``check_same_thread``,
+  ``cached_statements`` and ``uri``, SQLite's URI parameters (``mode``, ``cache``, …, with
+  ``uri=true`` and a ``file:`` database: ``sqlite:///file:kv.db?mode=ro&uri=true``) and
+  SQLAlchemy's ``plugin``; another name raises `ConfigurationError` naming it, before
+  anything connects.
 - SQLite from a URL: each thread gets its own connection, kept until the thread ends or
   the store closes (a pool checkout costs as much as a small query), with ``PRAGMA
   journal_mode=WAL``, ``synchronous=NORMAL`` and ``busy_timeout`` (the store's ``timeout``)
   set; ``sqlite_pragmas=`` overrides or adds pragmas (``None`` drops one). Async calls run
   the sync ones on one worker thread per store, as aiosqlite does, so one connection and
-  its page cache serve them. ``sqlite://`` (in memory) is one connection shared by every
-  thread, used one at a time.
+  its page cache serve them. ``sqlite://`` (in memory) is a database of the store's own,
+  which no other store sees (two stores built from ``sqlite://`` hold separate data): one
+  connection shared by the store's threads, used one at a time. Stores share an in-memory
+  database through one `Engine` given to each, or a named one
+  (``sqlite:///file:name?mode=memory&cache=shared&uri=true``).
 - Given an `Engine`, the store uses its pool, and async calls run in worker threads. Given
   an `AsyncEngine` with psycopg or aiomysql, async calls use it natively and sync calls use
   an engine the store makes from the same URL with the matching sync driver (an
@@ -118,9 +134,17 @@ LONGBLOB, BLOB). On MySQL/MariaDB a statement must fit the server's ``max_allowe
 (MySQL 8 defaults to 64 MiB; MariaDB's 16 MiB default must be raised to 64 MiB for 16 MiB
 values): the store reads it and lowers its ceiling if 16 MiB values could not fit. A
 server that cannot be reached raises `BackendUnavailableError` (named after the dialect,
-URL password masked, the driver's error chained) within ``timeout`` seconds (default 10);
-any other database error raises `KVStoreError`. The store drives pysqlite, psycopg 3 and
-PyMySQL (plus aiomysql); other dialects and drivers raise `ValueError`.
+URL password masked, the driver's error chained) within ``timeout`` seconds (default 10;
+at least 2 on PostgreSQL, whose libpq counts whole seconds): ``timeout`` bounds connecting,
+the server's greeting and authentication included, so a port that accepts connections
+but never answers fails as fast as a closed one (PyMySQL through its read and write
+timeouts, aiomysql under `asyncio.wait_for`, libpq through ``connect_timeout``). It does
+not bound statements, which may rightly take longer (see `_lift_timeouts`): bound those
+on the server (``statement_timeout``, ``max_statement_time``) or, on PyMySQL, with
+``read_timeout`` / ``write_timeout`` in the URL. Any other database error raises
+`KVStoreError`. The store drives pysqlite, psycopg 3 and PyMySQL (plus aiomysql); other
+dialects and drivers, bad table names and other bad settings raise `ConfigurationError` (a
+`ValueError`), and a missing driver `ImportError` naming what to install.
 """
 
 from __future__ import annotations
@@ -152,6 +176,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from kvstores._base import BackendStore
 from kvstores._paging import (
@@ -162,9 +187,9 @@ from kvstores._paging import (
     prefix_upper_bound,
 )
 from kvstores._registry import require
-from kvstores._urls import mask_secrets
+from kvstores._urls import COMMON_OPTIONS, check_options, mask_secrets
 from kvstores._validation import check_timeout, coerce_byte_values
-from kvstores.errors import BackendUnavailableError, KVStoreError
+from kvstores.errors import BackendUnavailableError, ConfigurationError, KVStoreError
 
 require("sqlalchemy", "sql")  # the import guard: names the extra when SQLAlchemy is missing
 
@@ -194,9 +219,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from sqlalchemy.pool import QueuePool, StaticPool  # noqa: E402
 from sqlalchemy.schema import CreateTable, DropTable  # noqa: E402
 from sqlalchemy.types import TypeEngine  # noqa: E402
-from sqlalchemy.util import greenlet_spawn  # noqa: E402
+from sqlalchemy.util import asbool, greenlet_spawn  # noqa: E402
 
-__all__ = ["SCHEMA_VERSION", "SQLByteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLByteStore", "sqlite_file_of"]
 
 T = TypeVar("T")
 
@@ -227,10 +252,149 @@ _SYNC_OF = {
     "asyncmy": "pymysql",
     "aiosqlite": "pysqlite",
 }
-_EXTRA_OF = {"psycopg": ("psycopg", "postgres"), "pymysql": ("pymysql", "mysql")}
+# Driver -> (module, kvstores extra or None, pip package): what to import, and what a
+# missing one's `ImportError` tells to install (``pip install "kvstores[mysql]"``, or
+# ``pip install aiosqlite`` for a driver no extra brings).
+_MODULE_OF: dict[str, tuple[str, str | None, str]] = {
+    "psycopg": ("psycopg", "postgres", "psycopg"),
+    "psycopg_async": ("psycopg", "postgres", "psycopg"),
+    "pymysql": ("pymysql", "mysql", "pymysql"),
+    "aiomysql": ("aiomysql", "mysql", "aiomysql"),
+    "aiosqlite": ("aiosqlite", None, "aiosqlite"),
+    "asyncpg": ("asyncpg", None, "asyncpg"),
+    "asyncmy": ("asyncmy", None, "asyncmy"),
+}
+_SYNC_DRIVERS = ("pysqlite", "psycopg", "pymysql")
+_PYMYSQL_TIMEOUTS = ("read_timeout", "write_timeout")
 _SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python >= 3.11)
 _PRAGMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PRAGMA_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+# URL query parameters. Besides the store's own (``table`` and the options every kvstores
+# URL takes), a URL may carry what its driver takes; any other name is refused when the
+# store is built, so that a typo (``namespce=a``) is an error rather than a parameter the
+# driver ignores or refuses only at the first call.
+_STORE_QUERY = frozenset({"table", *COMMON_OPTIONS})
+# SQLAlchemy's `create_engine` takes engine plugins from any URL (``plugin=name``).
+_SQLALCHEMY_QUERY = frozenset({"plugin"})
+# What SQLAlchemy's pysqlite dialect reads from the query (`create_connect_args` keeps the
+# list in a local variable, so it is copied here).
+_PYSQLITE_QUERY = frozenset(
+    {"uri", "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"}
+)
+# SQLite's own URI parameters (https://sqlite.org/uri.html), which SQLAlchemy hands to SQLite
+# only with ``uri=true``; without it, it drops them with a warning.
+_SQLITE_URI_QUERY = frozenset({"vfs", "mode", "cache", "psow", "nolock", "immutable"})
+# Query parameters SQLAlchemy's MySQL dialects move into PyMySQL's ``ssl`` dict.
+_MYSQL_SSL_QUERY = frozenset(
+    {"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"}
+)
+# PyMySQL `Connection` parameters a URL's text cannot give: objects (SQLAlchemy says so
+# for ``conv`` and ``cursorclass``), a flag that would leave the connection unopened, and
+# what PyMySQL refuses outright.
+_PYMYSQL_NOT_IN_QUERY = frozenset(
+    {"self", "conv", "cursorclass", "ssl", "auth_plugin_map", "defer_connect"}
+    | {"compress", "named_pipe"}
+)
+
+
+def _parameters(function: Callable[..., Any]) -> set[str]:
+    """The names of a function's parameters (`inspect` imported only for this)."""
+    import inspect as pyinspect
+
+    return set(pyinspect.signature(function).parameters)
+
+
+def _driver_query(driver: str) -> frozenset[str] | None:
+    """The query parameters a URL of this (sync) driver may carry for the driver, read from
+    the installed driver where it can tell; `None`: unknown, so none is refused."""
+    if driver == "pysqlite":
+        return _PYSQLITE_QUERY | _SQLITE_URI_QUERY
+    if driver == "psycopg":
+        # libpq's connection keywords, as the libpq psycopg loaded knows them.
+        conninfo = importlib.import_module("psycopg").pq.Conninfo
+        return frozenset(option.keyword.decode() for option in conninfo.get_defaults())
+    if driver == "pymysql":
+        connection = importlib.import_module("pymysql").connections.Connection
+        return frozenset(_parameters(connection.__init__) - _PYMYSQL_NOT_IN_QUERY) | (
+            _MYSQL_SSL_QUERY
+        )
+    # A driver the store does not drive (a third-party dialect): it alone knows its
+    # parameters, so they go through unchecked.
+    return None
+
+
+def _check_query(url: URL) -> None:
+    """Refuse query parameters neither the store nor the URL's driver takes (at construction,
+    before anything connects)."""
+    given = list(url.query)
+    if not given:
+        return
+    driver = url.get_driver_name()
+    known = _driver_query(driver)
+    if known is None:
+        return
+    if driver == "pysqlite":
+        raw = url.query.get("uri", "false")
+        raw = raw if isinstance(raw, str) else raw[-1]
+        try:
+            uri = asbool(raw)  # as SQLAlchemy reads it
+        except ValueError:
+            raise ConfigurationError(f"uri={raw!r} in the URL is not true or false") from None
+        uri_params = sorted(_SQLITE_URI_QUERY.intersection(given))
+        # Without uri=true SQLAlchemy drops SQLite's URI parameters with a mere warning; with
+        # it, SQLite reads them only after a "file:" database (else they become part of the
+        # file's name: sqlite:///x.db?mode=ro&uri=true opens a new file "x.db?mode=ro").
+        if uri_params and not (uri and (url.database or "").startswith("file:")):
+            raise ConfigurationError(
+                f"SQLite reads {', '.join(uri_params)} only from a URI database: "
+                f"sqlite:///file:path.db?{uri_params[0]}=…&uri=true"
+            )
+    check_options(url.drivername, given, _STORE_QUERY | _SQLALCHEMY_QUERY | known)
+
+
+def sqlite_file_of(url: str | URL) -> str | None:
+    """The file a SQLite URL opens, as SQLAlchemy's pysqlite dialect and SQLite read it
+    (``sqlite:///path``, or a ``file:`` URI with ``uri=true``); `None` for an in-memory
+    database. The command line uses it to refuse reading a database that does not exist.
+
+    Raises:
+        ConfigurationError: not a SQLite URL SQLAlchemy can read.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"not an SQLAlchemy URL: {exc}") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.host or parsed.port or parsed.username:
+        raise ConfigurationError(f"not a SQLite URL: {parsed.render_as_string()!r}")
+    database = parsed.database or ""
+    raw = parsed.query.get("uri", "false")
+    try:
+        uri_database = asbool(raw if isinstance(raw, str) else raw[-1])
+    except ValueError:
+        raise ConfigurationError(f"uri={raw!r} in the URL is not true or false") from None
+    if not uri_database:
+        return None if database in ("", ":memory:") else database
+    extra = "&".join(
+        f"{name}={value}"
+        for name, value in sorted(parsed.query.items())
+        if name not in _PYSQLITE_QUERY
+    )
+    if not database.startswith("file:"):
+        return None if database in ("", ":memory:") else database
+    uri = urlsplit(database + ("?" + extra if extra else ""))
+    path = unquote(uri.path)
+    if path in ("", ":memory:") or "memory" in parse_qs(uri.query).get("mode", []):
+        return None
+    return path
+
+
+# aiomysql's `connect` takes fewer parameters than PyMySQL (no read_timeout, ssl_ca, …).
+def _aiomysql_takes(names: Collection[str]) -> bool:
+    """Whether aiomysql takes these connection parameters (else the store's async calls run
+    PyMySQL in worker threads, so that every parameter holds on both)."""
+    connection = importlib.import_module("aiomysql").Connection
+    return set(names) <= _parameters(connection.__init__) - {"self", "loop", "conv", "ssl"}
 
 
 def _column_of(key: str) -> str:
@@ -307,9 +471,9 @@ def _check_table_name(table: str, schema: str | None) -> None:
         raise TypeError(f"table must be str, not {type(table).__name__}")
     # PostgreSQL silently truncates identifiers over 63 bytes; "<table>_meta" must fit too.
     if not table or len(table.encode()) > 58 or "\x00" in table:
-        raise ValueError(f"table must be 1 to 58 bytes without NUL, got {table!r}")
+        raise ConfigurationError(f"table must be 1 to 58 bytes without NUL, got {table!r}")
     if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
-        raise ValueError(f"schema must be a non-empty str without NUL, got {schema!r}")
+        raise ConfigurationError(f"schema must be a non-empty str without NUL, got {schema!r}")
 
 
 # SQL text, one class per database family
@@ -431,9 +595,11 @@ class _Statements:
         *,
         expiry: bool = True,
         whole: bool = False,
+        count: bool = False,
     ) -> tuple[str, dict[str, Any]]:
         """One page of ``key`` columns after the column `after`, in primary key order
-        (`keys_of` reads it).
+        (`keys_of` reads it); with `count`, the number of rows in the whole range instead
+        (one row, one column; `limit` is then not used).
 
         With `expiry` False, expired rows are listed too. With `whole`, rows are ``(key,
         key_rest)`` (`whole_keys_of` reads them): the query then reads the table, not only
@@ -462,13 +628,13 @@ class _Statements:
             params["after"] = t(after)
         if self.marks_in_page and not whole:
             params["expiring"], params["long"] = t(_EXPIRING + ns), t(_LONG + ns)
-        sql = self._cached(
-            ("page", mode, upper is not None, after is not None, expiry, whole),
-            lambda: self._page_sql(mode, upper is not None, after is not None, expiry, whole),
-        )
+        shape = (mode, upper is not None, after is not None, expiry, whole, count)
+        sql = self._cached(("page", *shape), lambda: self._page_sql(*shape))
         return sql, params
 
-    def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
+    def _page_sql(
+        self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool, count: bool
+    ) -> str:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
         if mode == "short":
@@ -485,6 +651,8 @@ class _Statements:
             where.append(f"{c['key']} > {ph('after')}")
         if expiry:
             where.append(self.expiry_filter())
+        if count:
+            return f"SELECT count(*) FROM {self.table} WHERE {' AND '.join(where)}"
         selected = f"{c['key']}, {c['key_rest']}" if whole else c["key"]
         return (
             f"SELECT {selected} FROM {self.table} WHERE {' AND '.join(where)} "
@@ -673,9 +841,11 @@ class _PostgresStatements(_Statements):
         self._delete = f"DELETE FROM {table} {where}"
         self._mark = f"INSERT INTO {meta} (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING"
 
-    def _page_sql(self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool) -> str:
-        sql = super()._page_sql(mode, upper, after, expiry, whole)
-        if whole:
+    def _page_sql(
+        self, mode: str, upper: bool, after: bool, expiry: bool, whole: bool, count: bool
+    ) -> str:
+        sql = super()._page_sql(mode, upper, after, expiry, whole, count)
+        if whole or count:
             return sql
         # A page of `key` columns comes as one text[] rather than a row per key: psycopg
         # loads the array in C, where rows cost a Python tuple each (about half the client's
@@ -1201,14 +1371,18 @@ class SQLByteStore(BackendStore[bytes]):
 
     Args:
         engine: a URL (``str`` or `sqlalchemy.engine.URL`), an `Engine` or an `AsyncEngine`.
-            ``postgresql://`` uses psycopg 3 and ``mysql://`` / ``mariadb://`` PyMySQL.
+            ``postgresql://`` uses psycopg 3 and ``mysql://`` / ``mariadb://`` PyMySQL. A
+            URL's query may carry ``table``, ``namespace``, ``ttl``, ``timeout`` (the
+            arguments win) and the driver's parameters; any other name raises
+            `ConfigurationError` (see the module documentation).
         table: the table (default ``kvstores``, or ``table=`` in the URL); a
             ``<table>_meta`` table sits next to it.
         schema: the database schema of both tables (default: the connection's).
         namespace: keys of stores with different namespaces never mix.
         ttl: seconds an entry written by this store lives.
-        timeout: seconds to connect (and, on SQLite, to wait for a lock); default 10.
-            Applies to engines the store builds.
+        timeout: seconds to connect, the handshake included (on SQLite: to wait for a
+            lock); default 10, at least 2 on PostgreSQL. Applies to engines the store
+            builds; statements are not bounded by it.
         sqlite_pragmas: pragmas for SQLite connections the store builds, over the defaults
             ``journal_mode=WAL``, ``synchronous=NORMAL``, ``busy_timeout=<timeout ms>``; a
             value of ``None`` removes a default.
@@ -1234,6 +1408,14 @@ class SQLByteStore(BackendStore[bytes]):
         sqlite_pragmas: Mapping[str, str | int | None] | None = None,
         engine_options: Mapping[str, Any] | None = None,
     ) -> None:
+        url: URL | None = None
+        if isinstance(engine, (str, URL)):
+            # ``namespace``, ``ttl`` and ``timeout`` in the URL, as `kvstores.from_url`
+            # reads them (which takes them out first); the arguments win.
+            url, in_url = self._split_url(engine)
+            namespace = in_url.get("namespace") if namespace is None else namespace
+            ttl = in_url.get("ttl") if ttl is None else ttl
+            timeout = in_url.get("timeout") if timeout is None else timeout
         super().__init__(namespace=namespace, ttl=ttl)
         self.timeout = check_timeout(timeout)
         self._ns = self.namespace if self.namespace is not None else ""
@@ -1264,13 +1446,14 @@ class SQLByteStore(BackendStore[bytes]):
                 self.url = engine.url
                 self._sync_engine = engine
                 self._owns_sync = False
-        elif isinstance(engine, (str, URL)):
-            url = self._normalise_url(engine)
+        elif url is not None:
             if url.query.get("table") is not None:
                 url_table = url.query["table"]
                 url = url.difference_update_query(["table"])
                 if table is None:
                     table = url_table if isinstance(url_table, str) else url_table[-1]
+            _check_table_name("kvstores" if table is None else table, schema)
+            url = self._check_url(url)
             self._owns = True
             self._owns_sync = True
             self.url = url
@@ -1292,7 +1475,7 @@ class SQLByteStore(BackendStore[bytes]):
 
         sync_driver = _driver_for(self._sync_engine.dialect.driver)
         if sync_driver is None:
-            raise ValueError(
+            raise ConfigurationError(
                 f"SQLByteStore needs the pysqlite, psycopg or pymysql driver, "
                 f"not {self._sync_engine.dialect.driver!r}"
             )
@@ -1326,17 +1509,43 @@ class SQLByteStore(BackendStore[bytes]):
     def from_url(cls, url: str, **options: Any) -> SQLByteStore:
         """A store from any SQLAlchemy URL; ``table=`` in the query names the table.
 
-        Other query parameters go to the driver; `kvstores.from_url` has already taken
-        ``namespace``, ``ttl`` and ``timeout`` out and passes them in `options`.
+        ``namespace``, ``ttl`` and ``timeout`` in the query work as the arguments do (which
+        win); other query parameters go to the driver.
+
+        Raises:
+            ConfigurationError: an option or query parameter neither the store nor the
+                driver takes (the message lists the known ones), or an unsupported
+                dialect or driver.
+            ImportError: the driver is missing (the message says what to install).
         """
+        check_options("sql", options, _parameters(cls.__init__) - {"self", "engine"})
         return cls(url, **options)
 
     @staticmethod
-    def _normalise_url(raw: str | URL) -> URL:
+    def _split_url(raw: str | URL) -> tuple[URL, dict[str, Any]]:
+        """The URL, its driver named, without ``namespace``, ``ttl`` and ``timeout``, and
+        those parsed."""
         try:
             url = make_url(raw)
-        except ArgumentError as exc:
-            raise ValueError(f"not an SQLAlchemy URL: {exc}") from None
+        except (ArgumentError, ValueError) as exc:
+            raise ConfigurationError(f"not an SQLAlchemy URL: {exc}") from None
+        options: dict[str, Any] = {}
+        for name in COMMON_OPTIONS:
+            value = url.query.get(name)
+            if value is None:
+                continue
+            value = value if isinstance(value, str) else value[-1]
+            if name == "namespace":
+                options[name] = value
+                continue
+            try:
+                options[name] = float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{name}={value!r} in the URL is not a number of seconds"
+                ) from None
+        if options:
+            url = url.difference_update_query(options)
         drivername = url.drivername
         backend, _, driver = drivername.partition("+")
         if backend == "postgres":
@@ -1345,12 +1554,40 @@ class SQLByteStore(BackendStore[bytes]):
             drivername = _DEFAULT_DRIVERS[backend]
         elif driver:
             drivername = f"{backend}+{driver}"
-        return url.set(drivername=drivername)
+        return url.set(drivername=drivername), options
+
+    @staticmethod
+    def _check_url(url: URL) -> URL:
+        """Check a URL before anything connects: its dialect, its driver (imported, or an
+        `ImportError` saying what installs it) and its query. A URL naming an async driver
+        (``sqlite+aiosqlite://``, ``postgresql+psycopg_async://``, ``mysql+aiomysql://``, …)
+        needs that driver installed, as SQLAlchemy would; the store's sync engine uses the
+        matching sync driver, its async calls the async driver it drives for the dialect
+        (psycopg, aiomysql; SQLite: a worker thread). Returns the URL of the sync engine."""
+        backend, _, driver = url.drivername.partition("+")
+        SQLByteStore._check_dialect(backend)
+        if driver in _SYNC_OF and driver not in _SYNC_DRIVERS:
+            module, extra, package = _MODULE_OF[driver]
+            require(module, extra, package=package)
+            url = url.set(drivername=f"{backend}+{_SYNC_OF[driver]}")
+        try:
+            driver = url.get_driver_name()
+        except Exception as exc:  # SQLAlchemy knows no such dialect or driver
+            raise ConfigurationError(f"not a driver SQLAlchemy knows: {url.drivername!r}") from exc
+        if driver not in _SYNC_DRIVERS:
+            raise ConfigurationError(
+                f"SQLByteStore needs the pysqlite, psycopg or pymysql driver, not {driver!r}"
+            )
+        if driver in _MODULE_OF:
+            module, extra, package = _MODULE_OF[driver]
+            require(module, extra, package=package)
+        _check_query(url)
+        return url
 
     @staticmethod
     def _check_dialect(name: str) -> None:
         if name not in _SUPPORTED:
-            raise ValueError(
+            raise ConfigurationError(
                 f"SQLByteStore supports SQLite, PostgreSQL and MySQL/MariaDB, not {name!r}"
             )
 
@@ -1359,27 +1596,39 @@ class SQLByteStore(BackendStore[bytes]):
         backend, _, driver = url.drivername.partition("+")
         sync = _SYNC_OF.get(driver)
         if sync is None:
-            raise ValueError(f"no sync driver known for the async driver {driver!r}")
+            raise ConfigurationError(f"no sync driver known for the async driver {driver!r}")
         if backend == "sqlite" and url.database in (None, "", ":memory:"):
-            raise ValueError(
+            raise ConfigurationError(
                 "an in-memory SQLite AsyncEngine cannot be shared with sync calls; "
                 "give SQLByteStore a file database, a sync Engine or a sqlite:// URL"
             )
         return url.set(drivername=f"{backend}+{sync}")
 
-    def _connect_args(self, backend: str, driver: str) -> dict[str, Any]:
+    def _connect_args(self, url: URL) -> dict[str, Any]:
+        """The driver's connection arguments: the store's ``timeout`` bounds connecting,
+        the server's greeting and authentication included, on every driver (a port that
+        accepts connections but never answers raises `BackendUnavailableError` within it)."""
+        backend, driver = url.get_backend_name(), url.get_driver_name()
         timeout = self.timeout
         if backend == "sqlite":
             return {"check_same_thread": False, "timeout": timeout}
         if backend == "postgresql":
+            # libpq (and psycopg, sync and async) bound the whole connection attempt, TLS and
+            # authentication included, in whole seconds and at least 2.
             return {"connect_timeout": max(2, math.ceil(timeout))}
         args: dict[str, Any] = {"connect_timeout": timeout}
-        if driver == "pymysql":
+        if driver == "aiomysql":
+            args["async_creator_fn"] = _aiomysql_connector(timeout)
+        elif driver == "pymysql":
             args["max_allowed_packet"] = 1024 * _MIB  # the server's limit is the one that counts
+            # PyMySQL's connect_timeout bounds opening the socket; its read and write
+            # timeouts, the handshake (and are lifted once connected: `_lift_timeouts`).
+            given = self._given_connect_args(url)
+            args.update((name, timeout) for name in _PYMYSQL_TIMEOUTS if name not in given)
         return args
 
     def _engine_kwargs(self, url: URL) -> dict[str, Any]:
-        backend, driver = url.get_backend_name(), url.get_driver_name()
+        backend = url.get_backend_name()
         kwargs: dict[str, Any] = {"pool_timeout": self.timeout}
         if backend in ("postgresql", "mysql", "mariadb"):
             # Single statements need no transaction: one round trip each, not three.
@@ -1389,23 +1638,45 @@ class SQLByteStore(BackendStore[bytes]):
             if backend != "postgresql":
                 kwargs["pool_recycle"] = 3600  # under MySQL's wait_timeout
         options = dict(self._engine_options)
-        connect_args = {**self._connect_args(backend, driver), **options.pop("connect_args", {})}
+        connect_args = {**self._connect_args(url), **options.pop("connect_args", {})}
         kwargs.update(options)
         kwargs["connect_args"] = connect_args
         return kwargs
 
     @staticmethod
-    def _on_connect(engine: Engine, backend: str) -> None:
+    def _create(create: Callable[..., T], url: URL, kwargs: dict[str, Any]) -> T:
+        """`create_engine` or `create_async_engine`, their refusals of engine options as
+        `ConfigurationError`."""
+        try:
+            return create(url, **kwargs)
+        except ArgumentError as exc:
+            raise ConfigurationError(f"SQLAlchemy refused the engine: {exc}") from exc
+        except TypeError as exc:
+            if "Invalid argument" not in str(exc):  # SQLAlchemy's unknown engine options
+                raise
+            raise ConfigurationError(f"engine_options: {exc}") from exc
+
+    def _given_connect_args(self, url: URL) -> set[str]:
+        """The connection arguments the user gave: in the URL or in ``connect_args``."""
+        return {*url.query, *self._engine_options.get("connect_args", {})}
+
+    def _on_connect(self, engine: Engine, url: URL) -> None:
+        backend, driver = url.get_backend_name(), url.get_driver_name()
         if backend == "postgresql":
             # SET on connect rather than a startup option, which PgBouncer refuses.
             event.listen(engine, "connect", _prefer_generic_plans)
+        if driver == "pymysql":
+            given = self._given_connect_args(url)
+            lifted = [name for name in _PYMYSQL_TIMEOUTS if name not in given]
+            if lifted:
+                event.listen(engine, "connect", _lift_timeouts(lifted))
 
     def _make_sync_engine(self, url: URL) -> Engine:
         backend, driver = url.get_backend_name(), url.get_driver_name()
         self._check_dialect(backend)
-        module, extra = _EXTRA_OF.get(driver, (None, None))
-        if module is not None and extra is not None:
-            require(module, extra)
+        if driver in _MODULE_OF:
+            module, extra, package = _MODULE_OF[driver]
+            require(module, extra, package=package)
         kwargs = self._engine_kwargs(url)
         memory = backend == "sqlite" and (
             url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
@@ -1413,8 +1684,8 @@ class SQLByteStore(BackendStore[bytes]):
         if memory:
             kwargs.setdefault("poolclass", StaticPool)
             kwargs.pop("pool_timeout")  # one connection, never waited for
-        engine = create_engine(url, **kwargs)
-        self._on_connect(engine, backend)
+        engine = self._create(create_engine, url, kwargs)
+        self._on_connect(engine, url)
         if backend != "sqlite":  # SQLite: `_ThreadConnections`
             self._kept = _KeptConnection.for_engine(engine, kwargs)
         if backend == "sqlite":
@@ -1440,7 +1711,9 @@ class SQLByteStore(BackendStore[bytes]):
         if async_driver is None:
             return None
         if not _installed(async_driver):
-            return None
+            return None  # no aiomysql: PyMySQL in worker threads
+        if async_driver == "aiomysql" and not _aiomysql_takes(self._given_connect_args(self.url)):
+            return None  # PyMySQL in worker threads, which takes them all
         return _driver_for(async_driver)
 
     async def _async_engine(self) -> AsyncEngine:
@@ -1459,9 +1732,8 @@ class SQLByteStore(BackendStore[bytes]):
             backend, driver = self.url.get_backend_name(), self.url.get_driver_name()
             url = self.url.set(drivername=f"{backend}+{_ASYNC_OF[driver]}")
             kwargs = self._engine_kwargs(url)
-            kwargs["connect_args"].pop("max_allowed_packet", None)  # aiomysql has no such limit
-            engine = create_async_engine(url, **kwargs)
-            self._on_connect(engine.sync_engine, backend)
+            engine = self._create(create_async_engine, url, kwargs)
+            self._on_connect(engine.sync_engine, url)
             kept = _KeptConnection.for_engine(engine.sync_engine, kwargs)
             guard = _dispose_at_loop_shutdown(engine, kept)
             await guard.asend(None)
@@ -2123,6 +2395,14 @@ class SQLByteStore(BackendStore[bytes]):
 
     # Expiry
 
+    def _count_keys(self, prefix: str) -> int | None:
+        # The listing's index range, counted on the server: one statement, no keys sent.
+        statements = self._statements or self._ready()
+        sql, params = statements.page(self._ns, prefix, None, 0, time.time(), count=True)
+        with self._session() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.fetchall()[0][0])
+
     def purge_expired(self) -> int:
         """Delete this namespace's expired entries now; returns how many were deleted."""
         statements = self._statements or self._ready()
@@ -2227,6 +2507,65 @@ def _prefer_generic_plans(dbapi_connection: Any, connection_record: Any) -> None
         cursor.close()
 
 
+def _aiomysql_connector(timeout: float) -> Callable[..., Any]:
+    """aiomysql's `connect`, bounded by `timeout` as a whole.
+
+    aiomysql's ``connect_timeout`` bounds opening the socket only: the handshake that
+    follows (the server's greeting, authentication) has no timeout, so a port that accepts
+    connections and never answers held a connect for ever. SQLAlchemy's aiomysql adapter
+    calls this (``async_creator_fn`` in ``connect_args``) with the arguments it would give
+    `aiomysql.connect`, which builds a `Connection` and runs its ``_connect``, as this does
+    under `asyncio.wait_for`, closing the socket when time is up.
+    """
+    aiomysql = importlib.import_module("aiomysql")
+    operational = importlib.import_module("pymysql").err.OperationalError
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        connection = aiomysql.Connection(*args, **kwargs)
+        try:
+            await asyncio.wait_for(connection._connect(), timeout)
+        except BaseException as exc:
+            connection.close()
+            if isinstance(exc, TimeoutError):  # asyncio's, on Python >= 3.11
+                raise operational(
+                    2003,  # CR_CONN_HOST_ERROR, as aiomysql reports a failed connect
+                    f"Can't connect to MySQL server on {kwargs.get('host')!r} "
+                    f"(no answer in {timeout:g} s)",
+                ) from exc
+            raise
+        return connection
+
+    return connect
+
+
+def _lift_timeouts(names: Collection[str]) -> Callable[[Any, Any], None]:
+    """A ``connect`` listener lifting PyMySQL's read or write timeouts once connected.
+
+    PyMySQL has one read timeout and one write timeout for the handshake and every statement
+    after it. The store sets both to its ``timeout``, the only way to bound PyMySQL's
+    handshake (its ``connect_timeout`` bounds opening the socket), then lifts them here,
+    once the connection is made (SQLAlchemy's first statements on it included): a
+    statement may rightly take longer than any connect timeout. An upsert chunk of 32 MiB
+    (what a 64 MiB ``max_allowed_packet`` allows) takes 13 s to send at 20 Mbit/s, and
+    PyMySQL's write timeout bounds the whole send; a row lock waits up to
+    ``innodb_lock_wait_timeout`` (50 s); stores first using a version 1 table wait up to 60 s
+    for the one migrating it, whose ``INSERT … SELECT`` copies the whole table;
+    `purge_expired` scans a namespace. A read timeout there drops the connection and fails
+    the whole batch, again at every retry. So, as on psycopg and aiomysql, which have no
+    read timeout, statements are bounded by the server (``max_statement_time``,
+    ``max_execution_time``) or by read and write timeouts given in the URL or
+    ``connect_args``, which the store leaves as they are (for the handshake too).
+    """
+
+    def lift(dbapi_connection: Any, connection_record: Any) -> None:
+        for name in names:
+            attribute = f"_{name}"  # PyMySQL's `Connection._read_timeout`, `_write_timeout`
+            if hasattr(dbapi_connection, attribute):
+                setattr(dbapi_connection, attribute, None)
+
+    return lift
+
+
 def _replan_now(info: dict[str, Any]) -> bool:
     """Whether a PostgreSQL connection of the store should drop its cached plans now.
 
@@ -2246,9 +2585,9 @@ def _replan_now(info: dict[str, Any]) -> bool:
 def _pragma_setter(pragmas: Mapping[str, str | int | None]) -> Callable[[Any, Any], None]:
     for name, value in pragmas.items():
         if not _PRAGMA_NAME.match(name):
-            raise ValueError(f"not a pragma name: {name!r}")
+            raise ConfigurationError(f"not a pragma name: {name!r}")
         if value is not None and not _PRAGMA_VALUE.match(str(value)):
-            raise ValueError(f"pragma {name} takes a plain word or number, not {value!r}")
+            raise ConfigurationError(f"pragma {name} takes a plain word or number, not {value!r}")
     statements = [
         f"PRAGMA {name} = {value}" for name, value in pragmas.items() if value is not None
     ]

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import multiprocessing
 import os
+import re
 import sqlite3
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -25,7 +29,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from kvstores import from_url
-from kvstores.errors import BackendUnavailableError, InvalidValueError, KVStoreError
+from kvstores.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidValueError,
+    KVStoreError,
+)
 from kvstores.sql import SCHEMA_VERSION, SQLByteStore
 from kvstores.testing import (
     AsyncByteStoreTests,
@@ -251,8 +260,11 @@ def test_table_from_the_url_and_argument(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("table", ["", "x" * 59, "nul\x00"])
 def test_bad_table_names(table: str) -> None:
-    with pytest.raises(ValueError, match="table"):
+    with pytest.raises(ConfigurationError, match="table"):
         SQLByteStore("sqlite://", table=table)
+    if table:  # SQLAlchemy drops a query parameter without a value
+        with pytest.raises(ConfigurationError, match="table"):
+            from_url(f"sqlite://?table={quote(table)}")
 
 
 def test_awkward_table_names_are_quoted(tmp_path: Path) -> None:
@@ -542,7 +554,7 @@ def test_an_in_memory_async_engine_is_refused() -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine("sqlite+aiosqlite://")
-    with pytest.raises(ValueError, match="in-memory"):
+    with pytest.raises(ConfigurationError, match="in-memory"):
         SQLByteStore(engine)
 
 
@@ -560,6 +572,23 @@ def test_in_memory_url_is_shared_by_threads() -> None:
     store.close()
 
 
+def test_each_store_from_a_memory_url_has_its_own_database() -> None:
+    """``sqlite://`` is a private in-memory database per store; a named shared-cache one
+    (or one `Engine` given to each store, as `TestSQLiteMemory` does) is shared."""
+    first, second = SQLByteStore("sqlite://"), from_url("sqlite://")
+    first.mset([("k", b"1")])
+    assert second.mget(["k"]) == [None]
+    assert list(second.yield_keys()) == []
+    assert asyncio.run(second.amget(["k"])) == [None]
+    assert first.mget(["k"]) == [b"1"]
+    name = f"file:kvstores-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+    shared = [SQLByteStore(f"sqlite:///{name}") for _ in range(2)]
+    shared[0].mset([("k", b"2")])
+    assert shared[1].mget(["k"]) == [b"2"]
+    for store in (first, second, *shared):
+        store.close()
+
+
 def test_sqlite_pragmas_by_default_and_overridden(tmp_path: Path) -> None:
     def pragmas(store: SQLByteStore) -> tuple[Any, ...]:
         with store.engine.connect() as connection:
@@ -574,16 +603,16 @@ def test_sqlite_pragmas_by_default_and_overridden(tmp_path: Path) -> None:
         sqlite_pragmas={"journal_mode": "DELETE", "synchronous": "FULL", "busy_timeout": None},
     )
     assert pragmas(custom)[:2] == ("delete", 2)
-    with pytest.raises(ValueError, match="pragma"):
+    with pytest.raises(ConfigurationError, match="pragma"):
         SQLByteStore("sqlite://", sqlite_pragmas={"x; DROP TABLE y": 1})
 
 
 def test_unsupported_dialects_and_arguments() -> None:
-    with pytest.raises(ValueError, match="SQLite, PostgreSQL and MySQL"):
+    with pytest.raises(ConfigurationError, match="SQLite, PostgreSQL and MySQL"):
         SQLByteStore("mssql+pyodbc://u:p@host/db")
     with pytest.raises(TypeError):
         SQLByteStore(42)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="SQLAlchemy URL"):
+    with pytest.raises(ConfigurationError, match="SQLAlchemy URL"):
         SQLByteStore("not a url")
 
 
@@ -682,3 +711,163 @@ def test_an_unreachable_server_fails_fast_with_the_password_masked(driver: str, 
         assert "user:***@127.0.0.1:1" in message
         assert info.value.__cause__ is not None
     store.close()
+
+
+# Configuration: typos refused, every error a KVStoreError, missing drivers named
+
+TYPO_URLS = [
+    ("sqlite3", "sqlite:///{tmp}/kv.db?namespce=a", "cached_statements"),
+    ("sqlite3", "sqlite://?namespce=a", "cached_statements"),
+    ("psycopg", "postgresql://app:pw@127.0.0.1:1/db?namespce=a", "application_name"),
+    ("psycopg", "postgres://app:pw@127.0.0.1:1/db?namespce=a", "sslmode"),
+    ("pymysql", "mysql://app:pw@127.0.0.1:1/db?namespce=a", "charset"),
+    ("pymysql", "mariadb+pymysql://app:pw@127.0.0.1:1/db?namespce=a", "ssl_ca"),
+]
+BUILDERS: dict[str, Any] = {
+    "kvstores.from_url": from_url,
+    "SQLByteStore.from_url": SQLByteStore.from_url,
+    "SQLByteStore": SQLByteStore,
+}
+
+
+@pytest.mark.parametrize("build", sorted(BUILDERS))
+@pytest.mark.parametrize(
+    ("module", "url", "driver_option"), TYPO_URLS, ids=[u.split("?")[0] for _, u, _ in TYPO_URLS]
+)
+def test_an_unknown_query_parameter_is_refused_before_connecting(
+    tmp_path: Path, build: str, module: str, url: str, driver_option: str
+) -> None:
+    """A typo is an error naming it and listing the known parameters (the store's and the
+    driver's), raised before anything connects: not a warning and a store without its
+    namespace, nor a driver error at the first call."""
+    pytest.importorskip(module)
+    with pytest.raises(ConfigurationError) as info:
+        BUILDERS[build](url.format(tmp=tmp_path))
+    message = str(info.value)
+    assert "'namespce' (did you mean 'namespace'?)" in message
+    assert "table" in message
+    assert driver_option in message
+    assert "pw" not in message
+    assert list(tmp_path.iterdir()) == []  # no database file: nothing connected
+
+
+@pytest.mark.parametrize("build", ["kvstores.from_url", "SQLByteStore.from_url"])
+def test_an_unknown_keyword_argument_is_refused(tmp_path: Path, build: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"'namespce' \(did you mean 'namespace'\?\)"):
+        BUILDERS[build](f"sqlite:///{tmp_path / 'kv.db'}", namespce="a")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("query", ["mode=ro", "mode=ro&uri=true", "uri=true&cache=shared"])
+def test_sqlite_uri_parameters_need_a_uri_database(tmp_path: Path, query: str) -> None:
+    """SQLite reads ``mode`` & co. only with ``uri=true`` and a ``file:`` database: else
+    SQLAlchemy drops them with a warning, or SQLite opens a new file named ``kv.db?mode=ro``."""
+    with pytest.raises(ConfigurationError, match="file:"):
+        SQLByteStore(f"sqlite:///{tmp_path / 'kv.db'}?{query}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_driver_parameters_in_the_url_keep_working(tmp_path: Path) -> None:
+    db = tmp_path / "kv.db"
+    store = SQLByteStore(f"sqlite:///{db}?cached_statements=10&detect_types=0&check_same_thread=0")
+    store.mset([("k", b"v")])
+    store.close()
+    read_only = SQLByteStore(f"sqlite:///file:{db}?mode=ro&uri=true")
+    assert read_only.mget(["k"]) == [b"v"]
+    assert asyncio.run(read_only.amget(["k"])) == [b"v"]
+    with pytest.raises(KVStoreError, match="readonly"):
+        read_only.mset([("k", b"w")])
+    read_only.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("kv.db-")) == [
+        "kv.db"
+    ]
+
+
+def test_server_driver_parameters_are_accepted() -> None:
+    """Parameters libpq and PyMySQL take pass the check (their effect on a server is tested
+    in integration_tests/test_sql.py); PyMySQL-only ones send async calls to threads, as
+    aiomysql would refuse them."""
+    pytest.importorskip("psycopg")
+    pytest.importorskip("pymysql")
+    pg = SQLByteStore("postgresql://a:pw@127.0.0.1:1/db?application_name=x&sslmode=disable")
+    assert dict(pg.engine.url.query) == {"application_name": "x", "sslmode": "disable"}
+    plain = SQLByteStore("mysql://a:pw@127.0.0.1:1/db?charset=utf8mb4")
+    only_pymysql = SQLByteStore("mysql://a:pw@127.0.0.1:1/db?charset=utf8mb4&read_timeout=30")
+    assert only_pymysql.engine.url.query["read_timeout"] == "30"
+    if importlib.util.find_spec("aiomysql") is not None:
+        assert plain._async_driver is not None
+    assert only_pymysql._async_driver is None
+
+
+def test_namespace_ttl_and_timeout_in_the_store_url(tmp_path: Path) -> None:
+    """`SQLByteStore` reads them from its URL as `kvstores.from_url` does; arguments win."""
+    url = f"sqlite:///{tmp_path / 'kv.db'}?namespace=n&ttl=60&timeout=3"
+    store = SQLByteStore(url)
+    assert (store.namespace, store.ttl, store.timeout) == ("n", 60.0, 3.0)
+    store.mset([("k", b"v")])
+    assert _file_store(tmp_path, namespace="n").mget(["k"]) == [b"v"]
+    assert _file_store(tmp_path).mget(["k"]) == [None]
+    override = SQLByteStore(url, namespace="m", ttl=5, timeout=1)
+    assert (override.namespace, override.ttl, override.timeout) == ("m", 5.0, 1.0)
+    assert SQLByteStore.from_url(url).namespace == "n"
+    with pytest.raises(ConfigurationError, match="ttl"):
+        SQLByteStore(f"sqlite:///{tmp_path / 'kv.db'}?ttl=soon")
+
+
+BAD_SETTINGS: dict[str, Any] = {
+    "not a URL": lambda: SQLByteStore("not a url"),
+    "unsupported dialect": lambda: SQLByteStore("mssql+pyodbc://u:p@host/db"),
+    "unsupported driver": lambda: SQLByteStore("postgresql+pg8000://u:p@host/db"),
+    "a sqlite URL with a host": lambda: SQLByteStore("sqlite://host/kv.db"),
+    "empty table": lambda: SQLByteStore("sqlite://", table=""),
+    "empty schema": lambda: SQLByteStore("sqlite://", schema=""),
+    "bad pragma name": lambda: SQLByteStore("sqlite://", sqlite_pragmas={"a b": 1}),
+    "bad pragma value": lambda: SQLByteStore("sqlite://", sqlite_pragmas={"synchronous": "a;b"}),
+    "unknown engine option": lambda: SQLByteStore("sqlite://", engine_options={"pool_sise": 1}),
+    "uri neither true nor false": lambda: SQLByteStore("sqlite:///file:kv.db?uri=maybe"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(BAD_SETTINGS))
+def test_bad_settings_are_configuration_errors(setting: str) -> None:
+    """Every error kvstores raises is a `KVStoreError`: a bad setting is a
+    `ConfigurationError`, also a `ValueError`."""
+    with pytest.raises(ConfigurationError) as info:
+        BAD_SETTINGS[setting]()
+    assert isinstance(info.value, KVStoreError)
+    assert isinstance(info.value, ValueError)
+
+
+MISSING = [
+    ("aiosqlite", "sqlite+aiosqlite:///{tmp}/kv.db", "pip install aiosqlite"),
+    ("aiosqlite", "sqlite+aiosqlite://", "pip install aiosqlite"),
+    ("psycopg", "postgresql://u:p@127.0.0.1:1/db", 'pip install "kvstores[postgres]"'),
+    ("psycopg", "postgresql+psycopg_async://u:p@127.0.0.1:1/db", '"kvstores[postgres]"'),
+    ("pymysql", "mysql://u:p@127.0.0.1:1/db", 'pip install "kvstores[mysql]"'),
+    ("pymysql", "mariadb://u:p@127.0.0.1:1/db", 'pip install "kvstores[mysql]"'),
+    ("aiomysql", "mysql+aiomysql://u:p@127.0.0.1:1/db", 'pip install "kvstores[mysql]"'),
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "url", "fix"), MISSING, ids=[f"{m}-{u.split(':')[0]}" for m, u, _ in MISSING]
+)
+def test_a_missing_driver_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, module: str, url: str, fix: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # importing it fails
+    builders: list[Any] = [SQLByteStore, SQLByteStore.from_url]
+    if urlsplit(url).scheme:  # not "postgresql+psycopg_async", whose "_" urlsplit refuses
+        builders.append(from_url)
+    for build in builders:
+        with pytest.raises(ImportError, match=re.escape(fix)):
+            build(url.format(tmp=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_aiomysql_async_calls_run_pymysql_in_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("pymysql")
+    monkeypatch.setitem(sys.modules, "aiomysql", None)
+    assert SQLByteStore("mysql://u:p@127.0.0.1:1/db")._async_driver is None

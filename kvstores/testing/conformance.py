@@ -380,6 +380,28 @@ class ByteStoreTests:
             expected = sorted(k for k in set(PREFIX_KEYS) if k.startswith(prefix))
             assert sorted(kv.keys(prefix=prefix)) == expected, f"prefix {prefix!r}"
 
+    def test_count_keys_agrees_with_listing(self, kv: Ops) -> None:
+        """`count_keys` may say `None` (counting would mean listing); a number must be how
+        many keys `yield_keys` lists, for every prefix."""
+        if kv.store.count_keys() is None:
+            pytest.skip("this store does not count its keys without listing them")
+        kv.mset([(k, b"v") for k in PREFIX_KEYS])
+        for prefix in (None, *PREFIXES):
+            listed = len(kv.keys(prefix=prefix))
+            assert kv.store.count_keys(prefix=prefix) == listed, f"prefix {prefix!r}"
+
+    def test_count_keys_of_a_namespace_leaves_expired_out(
+        self, open_store: Callable[..., Ops]
+    ) -> None:
+        plain, short = open_store("counted"), open_store("counted2", ttl=self.short_ttl)
+        if plain.store.count_keys() is None:
+            pytest.skip("this store does not count its keys without listing them")
+        plain.mset([("a", b"1"), ("b", b"2")])
+        short.mset([("a", b"1")])
+        assert (plain.store.count_keys(), short.store.count_keys()) == (2, 1)
+        time.sleep(self.short_ttl + 1.1)
+        assert (plain.store.count_keys(), short.store.count_keys()) == (2, 0)
+
     def test_prefix_over_many_keys(self, kv: Ops) -> None:
         keys = [f"{'ab'[i % 2]}/{i:05d}" for i in range(self.many_keys)]
         kv.mset([(k, b"v") for k in keys])
