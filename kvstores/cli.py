@@ -8,10 +8,14 @@ each command; the README's "Command line" section documents the formats and exit
   after the command), else ``$KVSTORES_URL``, else the SQLite file ``./kvstores.db``
   (`DEFAULT_URL`).
 - ``copy SRC DST``, ``bench URL`` and ``ping URL`` take their URLs as arguments.
+- Only ``put`` and copy's DST create a SQLite database: ``ls``, ``get``, ``rm`` and copy's
+  SRC refuse one that does not exist (an error naming the file), and ``bench`` and ``ping``
+  remove the database file they had to create.
 
 Exit statuses: 0 success, 1 error (one line ``kvstores: error: ...`` on stderr, never a
-traceback unless ``--debug``), 2 usage error, 3 ``get``: a key is absent, 130 interrupted.
-Every URL printed and every error message has its password masked.
+traceback unless ``--debug``, given before or after the command), 2 usage error, 3 ``get``:
+a key is absent, 130 interrupted. Every URL printed and every error message has its
+password masked (`kvstores._urls.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -42,7 +47,6 @@ from kvstores._registry import from_url
 from kvstores._urls import mask_secrets, mask_url, split_common_options
 from kvstores.errors import KVStoreError
 from kvstores.file import LocalFileStore
-from kvstores.memory import InMemoryByteStore
 
 # tqdm ships no type information; imported here, at the top, so that a missing tqdm is
 # reported by `kvstores.__main__` as a missing extra.
@@ -75,6 +79,7 @@ EXIT_NOT_FOUND = 3
 EXIT_INTERRUPTED = 130
 
 PING_TIMEOUT = 5.0
+MAX_BENCH_VALUE_SIZE = 64 * 1024 * 1024
 
 
 # The session: what the error handler needs to know about one invocation.
@@ -162,22 +167,59 @@ def _opened(url: str, **options: Any) -> Iterator[ByteStore]:
 
 @contextmanager
 def _user_store(ctx: click.Context, url: str | None, *, writes: bool) -> Iterator[ByteStore]:
-    """The store of ls/get/put/rm. A command that only reads or deletes does not create the
-    default SQLite file: without it, the store is empty."""
+    """The store of ls/get/put/rm. A command that only reads or deletes refuses a SQLite
+    database that does not exist rather than create it (`_require_database`)."""
     resolved, implicit = _store_url(ctx, url)
-    if implicit and not writes and not os.path.exists(_sqlite_path(resolved)):
-        _say(
-            f"note: no {_sqlite_path(resolved)} here (and no --url or ${URL_ENV}): "
-            "nothing is stored"
-        )
-        yield InMemoryByteStore()
-        return
+    if not writes:
+        _require_database(resolved, implicit=implicit)
     with _opened(resolved) as store:
         yield store
 
 
-def _sqlite_path(url: str) -> str:
-    return urlsplit(url).path.removeprefix("/")
+def _sqlite_file(url: str) -> str | None:
+    """The file a ``sqlite`` URL opens (`kvstores.sql.sqlite_file_of`); `None` for any other
+    URL, an in-memory database or one `from_url` will refuse (it then says why)."""
+    if url.partition("://")[0].lower().partition("+")[0] != "sqlite":
+        return None
+    from kvstores.sql import sqlite_file_of
+
+    try:
+        return sqlite_file_of(split_common_options(url)[0])
+    except KVStoreError:
+        return None
+
+
+def _require_database(url: str, *, implicit: bool = False, role: str = "") -> None:
+    """Refuse a SQLite `url` whose file does not exist: a reading command must not create it
+    (nor show an empty store because of a typo in its path). `role`: ``"SRC"`` for copy."""
+    path = _sqlite_file(url)
+    if path is None or os.path.exists(path):
+        return
+    where = os.path.abspath(path)
+    if role:
+        raise CLIError(f"{role}: no SQLite database at {where}")
+    default = f" (the default store: no --url or ${URL_ENV} given)" if implicit else ""
+    raise CLIError(f"no SQLite database at {where}{default}; kvstores put creates it")
+
+
+@contextmanager
+def _removing_new_database(url: str) -> Iterator[None]:
+    """Remove at the end (whatever happens) the SQLite file of `url`, with its -wal, -shm and
+    -journal files, if it did not exist at the start: a scratch run leaves no database behind."""
+    path = _sqlite_file(url)
+    if path is None or os.path.exists(path):
+        yield
+        return
+    try:
+        yield
+    finally:
+        for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                _say(f"warning: could not remove {name}, created for this run: {exc}")
 
 
 def _scratch_namespace(kind: str) -> str:
@@ -254,7 +296,9 @@ _URL_HELP = (
 
 @click.group(cls=_Group, context_settings=_CONTEXT)
 @click.option("--url", metavar="URL", help=_URL_HELP)
-@click.option("--debug", is_flag=True, help="Show a traceback with errors.")
+@click.option(
+    "--debug", is_flag=True, help="Show a traceback with errors (also after the command)."
+)
 @click.version_option(__version__, "-V", "--version", prog_name="kvstores")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
@@ -277,6 +321,21 @@ def cli(ctx: click.Context, url: str | None, debug: bool) -> None:
 _url_option = click.option("--url", metavar="URL", help="The store (overrides the global --url).")
 
 
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    session = ctx.find_object(_Session)
+    if value and session is not None:
+        session.debug = True
+
+
+_debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_debug,
+    help="Show a traceback with errors (as --debug before the command).",
+)
+
+
 # ls, get, put, rm
 
 
@@ -290,6 +349,7 @@ _url_option = click.option("--url", metavar="URL", help="The store (overrides th
     help="End each key with NUL instead of a newline, and never quote it (for xargs -0).",
 )
 @_url_option
+@_debug_option
 @click.pass_context
 def ls_command(
     ctx: click.Context, prefix: str | None, limit: int | None, null: bool, url: str | None
@@ -322,22 +382,27 @@ def ls_command(
     '{"key": K, "value_base64": B64} for other bytes, {"key": K, "value": null} if absent.',
 )
 @_url_option
+@_debug_option
 @click.pass_context
 def get_command(ctx: click.Context, keys: tuple[str, ...], as_json: bool, url: str | None) -> None:
-    """Write the values of KEY... to stdout, raw, one after the other, nothing added.
+    """Write the values of KEY... to stdout, raw, one after the other.
 
-    With one key, stdout is exactly the stored bytes (kvstores get k > file). For several
-    keys, --json tells the values apart. A key that is absent is named on stderr, after
-    the values found are written, and the exit status is 3.
+    Into a pipe or a file, nothing is added: with one key, stdout is exactly the stored
+    bytes (kvstores get k > file). On a terminal, each value ends with a newline (one is
+    added if it has none). For several keys, --json tells the values apart. A key that is
+    absent is named on stderr, after the values found are written, and the exit status is 3.
     """
     with _user_store(ctx, url, writes=False) as store:
         values = store.mget(list(keys))
     out = sys.stdout.buffer
+    on_terminal = sys.stdout.isatty()
     for key, value in zip(keys, values, strict=True):
         if as_json:
             out.write(_json_line(key, value).encode("utf-8", "surrogateescape") + b"\n")
         elif value is not None:
             out.write(value)
+            if on_terminal and not value.endswith(b"\n"):
+                out.write(b"\n")
     out.flush()
     missing = [key for key, value in zip(keys, values, strict=True) if value is None]
     for key in missing:
@@ -362,6 +427,7 @@ def _json_line(key: str, value: bytes | None) -> str:
 @click.argument("key")
 @click.argument("value")
 @_url_option
+@_debug_option
 @click.pass_context
 def put_command(ctx: click.Context, key: str, value: str, url: str | None) -> None:
     """Set KEY to VALUE (its UTF-8 bytes), or to the bytes of stdin if VALUE is -.
@@ -377,6 +443,7 @@ def put_command(ctx: click.Context, key: str, value: str, url: str | None) -> No
 @cli.command("rm", short_help="Delete keys (absent keys are ignored).")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @_url_option
+@_debug_option
 @click.pass_context
 def rm_command(ctx: click.Context, keys: tuple[str, ...], url: str | None) -> None:
     """Delete KEY...; keys that are absent are ignored (like rm -f). Prints nothing."""
@@ -498,6 +565,7 @@ def _show_progress(quiet: bool) -> bool:
     help="At most this many keys per second, to spare a busy server.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (the summary line stays).")
+@_debug_option
 @click.pass_context
 def copy_command(
     ctx: click.Context,
@@ -514,20 +582,19 @@ def copy_command(
     Streams batches: list keys in SRC, read their values, upsert them into DST. Keys that
     DST already has are overwritten, unless --resume. Writes are idempotent, so nothing
     is lost if a copy is interrupted: run it again (with --resume to skip what is done).
-    A progress bar (keys/s, bytes/s) shows on stderr when it is a terminal; a summary
-    line always ends on stdout:
+    A progress bar (keys/s, bytes/s; a percentage and an ETA where SRC counts its keys
+    without listing them) shows on stderr when it is a terminal; a summary line always
+    ends on stdout:
 
     copied N keys (B bytes) in S s; skipped K already in DST, V vanished from SRC
     """
     if src == dst:
         raise click.UsageError("SRC and DST are the same store")
+    _require_database(src, role="SRC")
     stats = CopyStats()
-    bar = _tqdm(
-        desc="copy",
-        file=sys.stderr,
-        disable=not _show_progress(quiet),
-        bar_format="{desc} [{elapsed}]",
-    )
+    show = _show_progress(quiet)
+    bar: Any = None
+    interrupted = False
 
     def on_batch(done: CopyStats) -> None:
         seconds = max(done.seconds, 1e-9)
@@ -537,10 +604,13 @@ def copy_command(
             f"{done.listed / seconds:,.0f} keys/s, {_size(done.bytes / seconds)}/s",
             refresh=False,
         )
+        if bar.total is not None and done.listed > bar.total:
+            bar.total = done.listed  # keys were added to SRC since they were counted
         bar.update(done.listed - bar.n)
 
     try:
         with _opened(src) as source, _opened(dst) as target:
+            bar = _copy_bar(_count_keys(source, prefix) if show else None, show)
             copy_keys(
                 source,
                 target,
@@ -552,12 +622,38 @@ def copy_command(
                 on_batch=on_batch,
             )
     except KeyboardInterrupt:
-        bar.close()
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    if interrupted:
         click.echo(f"interrupted: {stats.summary()}")
         _say("interrupted; run the same command with --resume to copy the rest")
         ctx.exit(EXIT_INTERRUPTED)
-    bar.close()
     click.echo(stats.summary())
+
+
+def _count_keys(store: ByteStore, prefix: str | None) -> int | None:
+    """How many keys a copy lists, where the store counts them cheaply (else `None`): a
+    progress bar's total. A failure to count is no reason not to copy."""
+    try:
+        return store.count_keys(prefix=prefix)
+    except KVStoreError:
+        return None
+
+
+def _copy_bar(total: int | None, show: bool) -> Any:
+    """Copy's progress bar on stderr: with a `total`, a bar with its percentage and ETA."""
+    bar_format = "{desc} [{elapsed}]"
+    if total is not None:
+        bar_format = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+    return _tqdm(
+        desc="copy",
+        total=total,
+        file=sys.stderr,
+        disable=not show,
+        bar_format=bar_format,
+    )
 
 
 # bench
@@ -596,7 +692,7 @@ def _csv_ops(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 )
 @click.option(
     "--value-size",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_BENCH_VALUE_SIZE),
     metavar="BYTES",
     default=1024,
     show_default=True,
@@ -653,6 +749,7 @@ def _csv_ops(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
 )
 @click.option("--markdown", is_flag=True, help="Print a markdown table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_debug_option
 def bench_command(
     url: str,
     keys: int,
@@ -672,7 +769,8 @@ def bench_command(
 
     It runs in a new scratch namespace (kvstores-bench-<random>; the URL's own namespace
     is not used) and deletes every key it wrote there at the end, also when interrupted:
-    your other keys are never read, listed or touched.
+    your other keys are never read, listed or touched. A SQLite database that did not
+    exist is removed at the end.
     """
     from kvstores.benchmark import (
         Case,
@@ -700,7 +798,7 @@ def bench_command(
     label = urlsplit(url).scheme.lower()
     written: list[str] = []
     namespace = _scratch_namespace("bench")
-    with _scratch(url, namespace, written) as store:
+    with _removing_new_database(url), _scratch(url, namespace, written) as store:
         store.mget(workload.missing[:1])  # reachable? (nothing to clean up if not)
         written += [*workload.keys, *workload.missing]
         click.echo(
@@ -753,6 +851,7 @@ def server_version(store: object) -> str:
     metavar="SECONDS",
     help=f"Seconds to connect (default: the URL's ?timeout=, else {PING_TIMEOUT:g}).",
 )
+@_debug_option
 def ping_command(url: str, timeout: float | None) -> None:
     """Check that the store URL is reachable: connect, write, read and delete one key in a
     scratch namespace, printing the time of each step and the server's version:
@@ -766,13 +865,15 @@ def ping_command(url: str, timeout: float | None) -> None:
     delete:   0.30 ms
     ok
 
-    Exit status 1, with the failing step named, when any step fails.
+    Exit status 1, with the failing step named, when any step fails. A SQLite database
+    that did not exist is removed at the end.
     """
     if timeout is None:
         timeout = split_common_options(url)[1].get("timeout", PING_TIMEOUT)
     key, value = "ping", secrets.token_bytes(16)
     written: list[str] = []
-    with _scratch(url, _scratch_namespace("ping"), written, timeout=timeout) as store:
+    scratch = _scratch(url, _scratch_namespace("ping"), written, timeout=timeout)
+    with _removing_new_database(url), scratch as store:
         click.echo(f"{'store:':<9} {mask_url(url)} ({type(store).__name__})")
 
         def step(name: str, action: Callable[[], T]) -> T:
@@ -809,12 +910,34 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: ``sys.argv[1:]``); return the exit status.
 
     SIGTERM is handled as Ctrl-C (a copy reports its progress, a benchmark cleans up).
+    Warnings (a driver's, say) are printed as one masked line ``kvstores: warning: ...``.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     with suppress(ValueError):  # ValueError: not the main thread
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # KeyboardInterrupt
     session = _Session(urls=_urls_in(args), debug=bool(os.environ.get("KVSTORES_DEBUG")))
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(session)
+        return _run(args, session)
+
+
+def _warning_printer(session: _Session) -> Callable[..., None]:
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        text = _one_line(session.mask(f"{category.__name__}: {message}"))
+        click.echo(f"kvstores: warning: {text}", err=True)
+
+    return show
+
+
+def _run(args: list[str], session: _Session) -> int:
     try:
         status = cli.main(args=args, prog_name="kvstores", standalone_mode=False, obj=session)
     except click.ClickException as exc:  # usage errors, in click's words, masked
@@ -830,5 +953,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (KVStoreError, ValueError, ImportError, OSError, TypeError, RuntimeError) as exc:
         _report(session, str(exc) or type(exc).__name__)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a driver's own error, say: one line too
+        _report(session, f"{type(exc).__name__}: {exc}")
         return EXIT_ERROR
     return status if isinstance(status, int) else 0

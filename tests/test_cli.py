@@ -11,16 +11,18 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from kvstores import LocalFileStore, from_url
+from kvstores import InMemoryByteStore, LocalFileStore, from_url
 
 pytest.importorskip("click")
 pytest.importorskip("tqdm")
 pytest.importorskip("sqlalchemy")
+
+from kvstores import cli  # after the importorskips: needs click and tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["ls", "get", "put", "rm", "copy", "bench", "ping"]
@@ -68,6 +70,16 @@ def start(*args: str) -> subprocess.Popen[bytes]:
         env=_env(),
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests calling `kvstores.cli.run` in this process: restore what it changes."""
+    for name in [n for n in os.environ if n.startswith("KVSTORES_")]:
+        monkeypatch.delenv(name)
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
 
 
 def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -289,13 +301,140 @@ def test_url_precedence_option_then_env_then_default(tmp_path: Path) -> None:
     assert not (tmp_path / "kvstores.db").exists()
 
 
-def test_reading_commands_do_not_create_the_default_file(tmp_path: Path) -> None:
-    listing = kv("ls", cwd=tmp_path)
-    assert (listing.returncode, listing.stdout) == (0, b"")
-    assert b"note: no kvstores.db" in listing.stderr
-    assert kv("get", "k", cwd=tmp_path).returncode == 3
-    assert kv("rm", "k", cwd=tmp_path).returncode == 0
-    assert not (tmp_path / "kvstores.db").exists()
+@pytest.mark.parametrize("command", [["ls"], ["get", "k"], ["rm", "k"]])
+def test_reading_commands_refuse_a_missing_default_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = kv(*command, cwd=tmp_path)
+    line = one_error_line(result)
+    assert f"no SQLite database at {tmp_path / 'kvstores.db'}" in line
+    assert "--url" in line  # it says where the default comes from
+    assert result.stdout == b""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["ls"], ["get", "k"], ["rm", "k"]])
+@pytest.mark.parametrize("given_by", ["--url", "--url after", "KVSTORES_URL"])
+def test_reading_commands_refuse_a_missing_sqlite_database(
+    tmp_path: Path, command: list[str], given_by: str
+) -> None:
+    path = tmp_path / "sub" / "kv.db"
+    url = f"sqlite:///{path}"
+    if given_by == "--url":
+        result = kv("--url", url, *command, cwd=tmp_path)
+    elif given_by == "--url after":
+        result = kv(*command, "--url", url, cwd=tmp_path)
+    else:
+        result = kv(*command, env={"KVSTORES_URL": url}, cwd=tmp_path)
+    line = one_error_line(result)
+    assert f"no SQLite database at {path}" in line
+    assert list(tmp_path.iterdir()) == []  # no file, no directory
+
+
+def test_relative_sqlite_path_is_named_in_full(tmp_path: Path) -> None:
+    line = one_error_line(kv("--url", "sqlite:///rel/kv.db?namespace=a", "ls", cwd=tmp_path))
+    assert f"no SQLite database at {tmp_path / 'rel' / 'kv.db'}" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_memory_sqlite_is_no_missing_file(tmp_path: Path) -> None:
+    result = kv("--url", "sqlite://", "ls", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, b""), result
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_copy_refuses_a_missing_sqlite_source_and_creates_nothing(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src.db", tmp_path / "dst.db"
+    result = kv("copy", f"sqlite:///{src}", f"sqlite:///{dst}")
+    line = one_error_line(result)
+    assert f"SRC: no SQLite database at {src}" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_put_and_copy_dst_create_the_database(tmp_path: Path) -> None:
+    assert kv("put", "k", "v", cwd=tmp_path).returncode == 0
+    default = tmp_path / "kvstores.db"
+    assert default.exists()
+    copied = kv("copy", f"sqlite:///{default}", f"sqlite:///{tmp_path / 'new' / 'x.db'}")
+    assert copied.returncode == 1  # SQLite does not create the directory
+    result = kv("copy", f"sqlite:///{default}", f"sqlite:///{tmp_path / 'x.db'}")
+    assert summary(result.stdout) == (1, 1, 0, 0)
+    assert contents(f"sqlite:///{tmp_path / 'x.db'}") == {"k": b"v"}
+
+
+def kv_on_terminal(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> tuple[int, bytes, bytes]:
+    """Run ``python -m kvstores ARGS`` with stdout on a pseudo-terminal (in raw mode, so the
+    bytes read are those written); return (exit status, stdout, stderr)."""
+    import pty
+    import select
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kvstores", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            cwd=cwd,
+        )
+        os.close(slave)
+        slave = -1
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.1)[0]:
+                if process.poll() is not None and not select.select([master], [], [], 0.1)[0]:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: no process has the terminal open any more
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    return process.returncode, bytes(out), err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs a pseudo-terminal")
+def test_get_on_a_terminal_ends_each_value_with_a_newline(tmp_path: Path) -> None:
+    # The README's quick start: kvstores put hello world && kvstores get hello && kvstores ls
+    assert kv("put", "hello", "world", cwd=tmp_path).returncode == 0
+    assert kv_on_terminal("get", "hello", cwd=tmp_path) == (0, b"world\n", b"")
+    assert kv_on_terminal("ls", cwd=tmp_path) == (0, b"hello\n", b"")
+
+    assert kv("put", "line", "text\n", cwd=tmp_path).returncode == 0
+    assert kv("put", "empty", "-", cwd=tmp_path).returncode == 0
+    status, out, _ = kv_on_terminal("get", "hello", "line", "empty", "nope", cwd=tmp_path)
+    assert (status, out) == (3, b"world\ntext\n\n")  # a newline only where one is missing
+    status, out, _ = kv_on_terminal("get", "--json", "hello", cwd=tmp_path)
+    assert (status, json.loads(out)) == (0, {"key": "hello", "value": "world"})
+
+
+def test_get_into_a_pipe_or_a_file_is_byte_exact(tmp_path: Path) -> None:
+    assert kv("put", "doc:1", "no newline", cwd=tmp_path).returncode == 0
+    assert kv("get", "doc:1", cwd=tmp_path).stdout == b"no newline"  # a pipe
+    with open(tmp_path / "doc.bin", "wb") as file:
+        result = subprocess.run(
+            [sys.executable, "-m", "kvstores", "get", "doc:1"],
+            stdin=subprocess.DEVNULL,
+            stdout=file,
+            env=_env(),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert result.returncode == 0
+    assert (tmp_path / "doc.bin").read_bytes() == b"no newline"
 
 
 def test_memory_store_lives_one_process() -> None:
@@ -417,6 +556,96 @@ def test_copy_from_an_unreachable_store_masks_the_password(tmp_path: Path) -> No
     line = one_error_line(result)
     assert "hunter2" not in (result.stdout + result.stderr).decode()
     assert "***" in line
+
+
+class _Bars:
+    """Records the keyword arguments of every progress bar the CLI makes (still drawn)."""
+
+    def __init__(self) -> None:
+        self.made: list[dict[str, object]] = []
+        self.real = cli._tqdm
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        self.made.append(kwargs)
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def bars(monkeypatch: pytest.MonkeyPatch) -> _Bars:
+    recorder = _Bars()
+    monkeypatch.setattr(cli, "_tqdm", recorder)
+    monkeypatch.setattr(cli, "_show_progress", lambda quiet: not quiet)  # as on a terminal
+    return recorder
+
+
+def _copy_in_process(monkeypatch: pytest.MonkeyPatch, source: InMemoryByteStore, *args: str) -> int:
+    """`kvstores copy memory://source ...` in this process, from `source`."""
+
+    def opening(url: str, **options: object) -> object:
+        return source if url == "memory://source" else from_url(url, **options)
+
+    monkeypatch.setattr(cli, "from_url", opening)
+    return cli.run(["copy", "memory://source", *args])
+
+
+def test_copy_bar_has_a_total_when_the_source_counts(
+    tmp_path: Path,
+    in_process: None,
+    bars: _Bars,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = InMemoryByteStore()
+    source.mset([("a/1", b"1"), ("a/2", b"2"), ("a/3", b"3"), ("b/1", b"4")])
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    assert _copy_in_process(monkeypatch, source, dst, "--prefix", "a/", "--batch", "2") == 0
+    assert [bar["total"] for bar in bars.made] == [3]
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err  # the bar: done out of the total, with an ETA
+    assert summary(captured.out.encode()) == (3, 3, 0, 0)
+
+    assert _copy_in_process(monkeypatch, source, dst, "--quiet") == 0
+    assert bars.made[-1]["disable"] is True  # --quiet: no bar
+
+
+def test_copy_bar_without_a_count_has_no_total(
+    tmp_path: Path,
+    in_process: None,
+    bars: _Bars,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = InMemoryByteStore()
+    source.mset([("k", b"v")])
+    monkeypatch.setattr(source, "count_keys", lambda prefix=None: None)
+    assert _copy_in_process(monkeypatch, source, f"sqlite:///{tmp_path / 'dst.db'}") == 0
+    assert [bar["total"] for bar in bars.made] == [None]
+    assert summary(capsys.readouterr().out.encode()) == (1, 1, 0, 0)
+
+
+def test_copy_bar_total_from_a_sqlite_source(
+    tmp_path: Path,
+    in_process: None,
+    bars: _Bars,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kvstores.sql import SQLByteStore
+
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    with from_url(src) as store:
+        store.mset([("p/1", b"1"), ("p/2", b"2"), ("q", b"3")])
+    asked: list[str | None] = []
+
+    def count_keys(self: SQLByteStore, *, prefix: str | None = None) -> int:
+        asked.append(prefix)
+        return 2
+
+    monkeypatch.setattr(SQLByteStore, "count_keys", count_keys)
+    assert cli.run(["copy", src, f"file://{tmp_path / 'dst'}", "--prefix", "p/"]) == 0
+    assert asked == ["p/"]
+    assert [bar["total"] for bar in bars.made] == [2]
+    assert summary(capsys.readouterr().out.encode()) == (2, 2, 0, 0)
 
 
 # ping
@@ -561,6 +790,52 @@ def test_bench_interrupted_cleans_up(tmp_path: Path, signal_number: int) -> None
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine", "~ns"]
 
 
+def test_bench_removes_the_sqlite_database_it_created(tmp_path: Path) -> None:
+    result = kv("bench", f"sqlite:///{tmp_path / 'new.db'}", *SMALL_BENCH, "--no-async")
+    assert result.returncode == 0, result
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_removes_the_database_it_created_on_error(
+    tmp_path: Path, in_process: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvstores import benchmark
+
+    def failing_run(cases: list[benchmark.Case], *args: object, **kwargs: object) -> None:
+        cases[0].store.mset([("a/0000000", b"written")])
+        assert (tmp_path / "new.db").exists()
+        raise benchmark.BenchmarkError("the store misbehaved")
+
+    monkeypatch.setattr(benchmark, "run", failing_run)
+    assert cli.run(["bench", f"sqlite:///{tmp_path / 'new.db'}", "-q"]) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@posix_only
+def test_bench_interrupted_removes_the_sqlite_database_it_created(tmp_path: Path) -> None:
+    process = start("bench", f"sqlite:///{tmp_path / 'new.db'}", "--keys", "3000", "--rounds", "50")
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "new.db").exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "the benchmark never wrote"
+            time.sleep(0.02)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (out, err)
+    assert b"Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ping_removes_the_sqlite_database_it_created(tmp_path: Path) -> None:
+    result = kv("ping", f"sqlite:///{tmp_path / 'new.db'}")
+    assert result.returncode == 0, result
+    assert list(tmp_path.iterdir()) == []
+
+
 # Errors
 
 
@@ -613,3 +888,99 @@ def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
     process.wait(timeout=60)
     assert b"Traceback" not in err
     assert b"error" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "--url", "nosuch://u:pw1234@h/x"],
+        ["get", "k", "--url", "nosuch://u:pw1234@h/x"],
+        ["put", "k", "v", "--url", "nosuch://u:pw1234@h/x"],
+        ["rm", "k", "--url", "nosuch://u:pw1234@h/x"],
+        ["copy", "nosuch://u:pw1234@h/x", "memory://"],
+        ["bench", "nosuch://u:pw1234@h/x"],
+        ["ping", "nosuch://u:pw1234@h/x"],
+    ],
+)
+def test_debug_after_the_command_shows_the_traceback(args: list[str]) -> None:
+    result = kv(*args, "--debug")
+    assert result.returncode == 1, result
+    err = result.stderr.decode()
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("kvstores: error: unknown kvstores URL scheme")
+    assert b"pw1234" not in result.stdout + result.stderr
+    assert "Traceback" not in kv(*args).stderr.decode()  # without --debug, one line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["copy", "nosuch://a", "memory://"], "unknown kvstores URL scheme 'nosuch'"),
+        (["copy", "memory://", "nosuch://a"], "unknown kvstores URL scheme 'nosuch'"),
+        (["copy", "memory://?namespce=a", "memory://"], "'namespce' (did you mean 'namespace'?)"),
+        (["copy", "memory://", "FILE/dst?namespce=a"], "'namespce' (did you mean 'namespace'?)"),
+        (["bench", "nosuch://a"], "unknown kvstores URL scheme 'nosuch'"),
+        (["bench", "memory://?namespce=a"], "'namespce' (did you mean 'namespace'?)"),
+        (["bench", "FILE?namespce=a"], "'namespce' (did you mean 'namespace'?)"),
+        (["ping", "nosuch://a"], "unknown kvstores URL scheme 'nosuch'"),
+        (["ping", "memory://?namespce=a"], "'namespce' (did you mean 'namespace'?)"),
+        (["ping", "FILE?namespce=a"], "'namespce' (did you mean 'namespace'?)"),
+        (["ping", "redis://127.0.0.1:1/0?namespce=a"], "namespce"),
+        (["copy", "memory://", "sqlite:///kv.db?namespce=a"], "'namespce' (did you mean"),
+        (["copy", "FILE", "redis://127.0.0.1:1/0?namespce=a"], "namespce"),
+        (["bench", "sqlite:///kv.db?namespce=a"], "'namespce' (did you mean"),
+        (["ping", "sqlite:///kv.db?namespce=a"], "'namespce' (did you mean"),
+        (["ping", "postgresql+nosuch://u:pw1234@127.0.0.1:1/db"], "nosuch"),
+        (["copy", "mysql+nosuch://u:pw1234@127.0.0.1:1/db", "memory://"], "nosuch"),
+        (["bench", "sqlite+nosuch:///kv.db"], "nosuch"),
+    ],
+)
+def test_bad_urls_are_one_line_errors(args: list[str], expected: str, tmp_path: Path) -> None:
+    args = [arg.replace("FILE", f"file://{tmp_path}") for arg in args]
+    result = kv(*args, cwd=tmp_path)
+    line = one_error_line(result)
+    assert expected in line
+    assert b"pw1234" not in result.stdout + result.stderr
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_bench_value_size_is_bounded() -> None:
+    result = kv("bench", "memory://", "--value-size", "999999999999")
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert b"--value-size" in result.stderr
+
+
+def test_a_password_that_is_also_the_user_name_masks_only_the_password() -> None:
+    pytest.importorskip("redis")
+    result = kv("ping", "redis://admin:admin@127.0.0.1:1/0", timeout=30)
+    line = one_error_line(result)
+    assert "redis://admin:***@127.0.0.1:1/0" in line  # the user name stays readable
+    printed = (result.stdout + result.stderr).decode()
+    assert "store:    redis://admin:***@127.0.0.1:1/0 (RedisByteStore)" in printed
+    assert ":admin@" not in printed
+
+
+def test_a_password_that_is_also_the_database_name_masks_only_the_password() -> None:
+    pytest.importorskip("psycopg")
+    result = kv("ping", "postgresql://app:app@127.0.0.1:1/app", timeout=30)
+    line = one_error_line(result)
+    assert "app:***@127.0.0.1:1/app" in line
+    assert ":app@" not in (result.stdout + result.stderr).decode()
+
+
+def test_warnings_are_one_masked_line(
+    in_process: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    def warning_from_url(url: str, **options: object) -> InMemoryByteStore:
+        warnings.warn(f"a driver's warning about {url}\nover two lines", stacklevel=1)
+        return InMemoryByteStore()
+
+    monkeypatch.setattr(cli, "from_url", warning_from_url)
+    assert cli.run(["--url", "redis://admin:hunter2@127.0.0.1:1/0", "ls"]) == 0
+    assert capsys.readouterr().err == (
+        "kvstores: warning: UserWarning: a driver's warning about "
+        "redis://admin:***@127.0.0.1:1/0 over two lines\n"
+    )
