@@ -12,7 +12,23 @@ or from a redis-py client (`redis.Redis`, `redis.asyncio.Redis`, `redis.cluster.
 or `redis.asyncio.cluster.RedisCluster`), which the store uses and never closes. Extra
 keyword arguments of `from_url` go to redis-py's own ``from_url`` (``max_connections=``,
 ``ssl_ca_certs=``, ...; plain values, since they configure the sync and the async client).
-``timeout`` (default 10 s) is the connect and socket timeout of the clients the store builds.
+``timeout`` (default 10 s) is the connect and socket timeout of the clients the store builds,
+and how long a call waits for a free connection. ``namespace``, ``ttl`` and ``timeout`` may
+also be URL query parameters (keywords win). An option or query parameter that neither
+kvstores nor the installed redis-py's clients take (a typo such as ``namespce``) raises
+`ConfigurationError` when the store is built, naming the known ones; an option only
+redis-py's sync client takes (``ssl_validate_ocsp``, ``cache``, ...) makes the async
+methods run the sync ones in a worker thread.
+
+Connections
+-----------
+A burst of concurrent calls waits for a free connection (up to ``timeout``) instead of
+failing: the clients the store builds use redis-py's blocking connection pools (standalone,
+and each node of a sync cluster; 50 connections unless ``max_connections`` says otherwise).
+redis-py's asyncio cluster client has no such pool (a node with ``max_connections``
+connections out fails the next call at once), so the store lets at most ``max_connections``
+of its operations run at once on each async cluster client, shared by the stores on that
+client, and the others wait for their turn.
 
 Sync and async everywhere
 -------------------------
@@ -84,34 +100,40 @@ raises `BackendUnavailableError` (password masked, the redis-py error chained as
 away, and never retry a timeout, so a dead server is reported within ``timeout``; cluster
 clients retry up to 3 times within about a second (a failover takes a moment), and a cluster
 none of whose startup nodes answers is reported at once. Any other Redis error raises
-`KVStoreError`. A client created with ``decode_responses=True`` is refused when the
-store is built: values are bytes, and decoding them would corrupt binary data.
+`KVStoreError`. Each message names the redis-py error's class and its message (some,
+such as ``MaxConnectionsError``, have none). A client created with ``decode_responses=True``
+(values are bytes, and decoding them would corrupt binary data), a URL that is not a Redis
+one or is malformed, an unknown option and a ttl past what Redis can expire raise
+`ConfigurationError` (a `ValueError`) when the store is built.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import math
 import threading
+import weakref
 from binascii import crc_hqx
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from itertools import chain
-from typing import Any, ClassVar, TypeAlias
-from urllib.parse import urlsplit
+from typing import Any, ClassVar, NamedTuple, TypeAlias
+from urllib.parse import parse_qsl, urlsplit
 
 from kvstores._base import BackendStore
 from kvstores._paging import chunked
 from kvstores._registry import require
-from kvstores._urls import mask_secrets, mask_url
+from kvstores._urls import check_options, mask_secrets, mask_url, split_common_options
 from kvstores._validation import DEFAULT_TIMEOUT, check_timeout
-from kvstores.errors import BackendUnavailableError, KVStoreError
+from kvstores.errors import BackendUnavailableError, ConfigurationError, KVStoreError
 
 try:
     import redis
     import redis.asyncio
     import redis.asyncio.connection as async_connection
+    import redis.cluster
     import redis.connection as sync_connection
     import redis.utils
     from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
@@ -166,7 +188,9 @@ class _HiredisPacker:
     """
 
     def __init__(self) -> None:
-        self._general = sync_connection.HiredisRespSerializer()
+        # Any: untyped in redis-py 8.2 (a call mypy --strict refuses), typed in 7.x and 8.1.
+        serializer: Any = sync_connection.HiredisRespSerializer
+        self._general = serializer()
 
     def pack(self, *args: Any) -> list[bytes]:
         command = args[0]
@@ -326,14 +350,62 @@ _ASYNC_CONNECTION_OF: dict[type[Any], type[Any]] = {
 _SYNC_CONNECTION_OF = {a: s for s, a in _ASYNC_CONNECTION_OF.items()}
 
 
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def _init_params(cls: type[Any]) -> set[str]:
     """Names of the keyword parameters `cls.__init__` takes, along its whole MRO."""
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is not None:
-            names.update(inspect.signature(init).parameters)
+            parameters = inspect.signature(init).parameters.values()
+            names.update(p.name for p in parameters if p.kind in _NAMED and p.name != "self")
     return names
+
+
+class _KnownOptions(NamedTuple):
+    names: frozenset[str]  # what a store built from a URL of that kind takes
+    async_names: frozenset[str]  # those of them redis-py's async client takes too
+
+
+_SYNC_CONNECTION_FOR = {
+    "redis": sync_connection.Connection,
+    "rediss": sync_connection.SSLConnection,
+    "unix": sync_connection.UnixDomainSocketConnection,
+}
+
+
+@functools.cache
+def _known_options(kind: str) -> _KnownOptions:
+    """The client options (keywords and URL query parameters alike) a store built from a URL
+    of `kind` takes: ``namespace``, ``ttl``, ``timeout`` and what the installed redis-py's
+    ``from_url`` of the clients the store builds accepts, read from their signatures.
+
+    redis-py's ``parse_url`` converts the query parameters it knows
+    (``URL_QUERY_ARGUMENT_PARSERS``) and passes every other one on as a string: all of them
+    become keyword arguments, so one set serves both. Standalone (`kind` ``redis``,
+    ``rediss``, ``unix``): the blocking pool's and the scheme's connection class's
+    parameters, which is where redis-py sends them. Cluster: the parameters of redis-py's
+    ``RedisCluster`` (with the keys it hands on to its nodes, ``REDIS_ALLOWED_KEYS``) and of
+    its asyncio twin (the sync client ignores the few only the async one takes, such as
+    ``health_check_interval``).
+    """
+    common = {"namespace", "ttl", "timeout"}
+    if kind == "cluster":
+        sync_names = _init_params(RedisCluster) | set(
+            getattr(redis.cluster, "REDIS_ALLOWED_KEYS", ())
+        )
+        async_names = _init_params(AsyncRedisCluster)
+        names = sync_names | async_names
+    else:
+        connection = _SYNC_CONNECTION_FOR[kind]
+        names = _init_params(redis.BlockingConnectionPool) | _init_params(connection)
+        async_names = _init_params(redis.asyncio.BlockingConnectionPool) | _init_params(
+            _ASYNC_CONNECTION_OF[connection]
+        )
+    names.discard("url")  # from_url's own argument, not an option
+    return _KnownOptions(frozenset(names | common), frozenset(async_names | common))
 
 
 def _copy_params(kwargs: Mapping[str, Any], target: type[Any]) -> dict[str, Any] | None:
@@ -389,9 +461,14 @@ def _async_twin_factory(client: redis.Redis | RedisCluster) -> Callable[[], Asyn
 
 
 def _blocking_pool_params(pool: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """A twin's pool settings: the original's size, waiting up to the timeout for a connection."""
+    """A twin's pool settings: the original's size, waiting up to the timeout for a connection.
+
+    A size of 2**31 is redis-py's "no limit" (its default before 8.0): a blocking pool fills a
+    queue of that many slots when built, so the twin takes the blocking pool's default, 50.
+    """
+    size = getattr(pool, "max_connections", None)
     return {
-        "max_connections": getattr(pool, "max_connections", None) or 50,
+        "max_connections": size if size and size < 2**31 else 50,
         "timeout": params.get("socket_connect_timeout") or DEFAULT_TIMEOUT,
         **params,
     }
@@ -449,6 +526,63 @@ def _sync_twin_factory(
         return redis.Redis.from_pool(sync_pool)
 
     return make
+
+
+# redis.asyncio's cluster client never waits for a connection: ClusterNode.acquire_connection
+# raises MaxConnectionsError at once when a node has max_connections out (100 by default since
+# redis-py 8.0, 2**31 before), and it has no blocking option. redis-py 8.1 retried that error
+# (after closing all the client's connections) and 8.2 does not (NOT_NODE_FAILURE_ERRORS), so
+# a burst of a few hundred concurrent calls failed. The store bounds its own operations instead:
+# each holds at most one connection per node at a time (one pipeline per node, or redis-py's
+# cluster pipeline, which is also one per node), so at most max_connections operations at once
+# per async client (hence per event loop) never exhaust a node, and the others wait here, up to
+# the store's timeout, as the blocking pools of the other clients make them wait.
+
+
+class _ClusterGate:
+    """At most `limit` operations at a time on one async cluster client (see above)."""
+
+    __slots__ = ("_semaphore", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit)
+
+    async def enter(self, timeout: float) -> None:
+        semaphore = self._semaphore
+        if not semaphore.locked():
+            await semaphore.acquire()  # returns at once: no timer for the common case
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await semaphore.acquire()
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no free connection within {timeout:g} s: all {self.limit} connections "
+                "per node (max_connections) stayed in use"
+            ) from None
+
+    def leave(self) -> None:
+        self._semaphore.release()
+
+
+# Shared by every store on the same client; gone with the client.
+_GATES: weakref.WeakKeyDictionary[AsyncRedisCluster, _ClusterGate] = weakref.WeakKeyDictionary()
+
+
+def _gate(client: AsyncRedisCluster) -> _ClusterGate:
+    gate = _GATES.get(client)
+    if gate is None:
+        kwargs: Any = client.connection_kwargs
+        gate = _GATES[client] = _ClusterGate(int(kwargs.get("max_connections") or 2**31))
+    return gate
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, never empty: the class name (redis-py raises some errors without a
+    message, such as ``MaxConnectionsError()``), then the message if there is one."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _describe(client: AnyClient) -> str:
@@ -515,15 +649,25 @@ class RedisByteStore(BackendStore[bytes]):
 
         Raises:
             TypeError: `client` is neither a redis-py client nor a URL string.
-            ValueError: the URL is not a Redis one, or the client decodes responses.
+            ConfigurationError: (a `ValueError`) the URL is not a Redis one or is malformed,
+                an option or URL query parameter is unknown, the ttl is out of Redis' range,
+                or the client decodes responses.
         """
+        if isinstance(client, str):
+            # namespace, ttl and timeout may be in the URL's query too; keywords win.
+            client, in_url = split_common_options(client)
+            namespace = in_url.get("namespace") if namespace is None else namespace
+            ttl = in_url.get("ttl") if ttl is None else ttl
+            timeout = in_url.get("timeout") if timeout is None else timeout
         super().__init__(namespace=namespace, ttl=ttl)
         self._prefix = key_prefix(self.namespace, self._root)
         self._joiner = "\x00" + self._prefix
         self._match = _glob_escape(self._prefix)
         self._px = None if self.ttl is None else max(1, math.ceil(self.ttl * 1000))
         if self._px is not None and self._px > _MAX_PX:
-            raise ValueError(f"ttl={ttl!r} is beyond what Redis can expire (about 290,000 years)")
+            raise ConfigurationError(
+                f"ttl={ttl!r} is beyond what Redis can expire (about 290,000 years)"
+            )
         self._lock = threading.Lock()
         self._unlink = "UNLINK"
         self._sync_client: SyncClient | None = None
@@ -533,8 +677,11 @@ class RedisByteStore(BackendStore[bytes]):
         self._make_async: Callable[[], AsyncClient] | None = None
         self._async_clients: dict[asyncio.AbstractEventLoop, AsyncClient] = {}
         self._current: tuple[asyncio.AbstractEventLoop, AsyncClient] | None = None
+        # How long an async cluster operation waits for a free connection (see _ClusterGate).
+        self._timeout = DEFAULT_TIMEOUT
         if isinstance(client, str):
-            self._connect_url(client, check_timeout(timeout), client_options)
+            self._timeout = check_timeout(timeout)
+            self._connect_url(client, self._timeout, client_options)
         else:
             if timeout is not None or client_options:
                 raise TypeError(
@@ -548,41 +695,71 @@ class RedisByteStore(BackendStore[bytes]):
         """A store that owns its clients: ``redis://``, ``rediss://``, ``unix://``,
         ``redis+cluster://host:port`` or ``rediss+cluster://host:port``.
 
-        `options`: ``namespace``, ``ttl``, ``timeout`` (seconds to connect and per command,
-        default 10) and any option of redis-py's ``from_url``. Nothing is connected until
-        the first operation.
+        `options`: ``namespace``, ``ttl``, ``timeout`` (seconds to connect, per command and
+        to wait for a free connection; default 10) and any option of redis-py's ``from_url``,
+        as keywords or URL query parameters. Nothing is connected until the first operation.
+
+        Raises:
+            ConfigurationError: (a `ValueError`) not a Redis URL, a malformed one, an unknown
+                option or query parameter, a cluster URL with a database, a ttl out of range,
+                or ``decode_responses``.
         """
         return cls(url, **options)
 
     # Construction
 
     def _connect_url(self, url: str, timeout: float, options: dict[str, Any]) -> None:
-        scheme = urlsplit(url).scheme.lower()
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
         self._url = url
-        if options.get("decode_responses"):
-            raise ValueError(_DECODING)
-        options = {"socket_connect_timeout": timeout, "socket_timeout": timeout, **options}
-        if scheme in _CLUSTER_SCHEMES:
-            driver_url = _CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
-            parse_url: Any = sync_connection.parse_url  # untyped in redis-py
-            parsed = parse_url(driver_url)  # a malformed URL fails here, now
-            if int(parsed.get("db") or 0) != 0:
-                raise ValueError("a Redis Cluster has only database 0; drop the /db of the URL")
-            if parsed.get("decode_responses"):
-                raise ValueError(_DECODING)
-            self._cluster = True
-            self._make_sync = lambda: RedisCluster.from_url(
-                driver_url, **{"retry": _cluster_retry(), **options}
-            )
-            self._make_async = lambda: AsyncRedisCluster.from_url(
-                driver_url, **{"retry": _cluster_async_retry(), **options}
-            )
-            return
-        if scheme not in _STANDALONE_SCHEMES:
-            raise ValueError(
+        cluster = scheme in _CLUSTER_SCHEMES
+        if not cluster and scheme not in _STANDALONE_SCHEMES:
+            raise ConfigurationError(
                 f"not a Redis URL: {mask_url(url)!r}; expected redis://, rediss://, unix://, "
                 "redis+cluster:// or rediss+cluster://"
             )
+        # A typo must fail now, not as a TypeError from redis-py at the first operation.
+        known = _known_options("cluster" if cluster else scheme)
+        query = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+        check_options(self.backend_name, query, known.names)
+        check_options(self.backend_name, options, known.names)
+        # An option only redis-py's sync client takes (ssl_validate_ocsp, cache, ...) would
+        # make the async client fail: then the async methods run the sync ones in a thread.
+        native_async = known.async_names.issuperset(query) and known.async_names.issuperset(options)
+        if options.get("decode_responses"):
+            raise ConfigurationError(_DECODING)
+        options = {"socket_connect_timeout": timeout, "socket_timeout": timeout, **options}
+        if cluster:
+            driver_url = _CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+            parse_url: Any = sync_connection.parse_url  # untyped in redis-py
+            try:
+                parsed = parse_url(driver_url)  # a malformed URL fails here, now
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"invalid Redis URL {mask_url(url)!r}: {mask_secrets(str(exc), url)}"
+                ) from exc
+            if int(parsed.get("db") or 0) != 0:
+                raise ConfigurationError(
+                    "a Redis Cluster has only database 0; drop the /db of the URL"
+                )
+            if parsed.get("decode_responses"):
+                raise ConfigurationError(_DECODING)
+            self._cluster = True
+            # Blocking node pools, as for standalone: past max_connections a thread waits
+            # (up to the timeout) for a free connection instead of failing.
+            blocking = (
+                {}
+                if "connection_pool_class" in options
+                else {"connection_pool_class": redis.BlockingConnectionPool, "timeout": timeout}
+            )
+            self._make_sync = lambda: RedisCluster.from_url(
+                driver_url, **{"retry": _cluster_retry(), **blocking, **options}
+            )
+            if native_async:
+                self._make_async = lambda: AsyncRedisCluster.from_url(
+                    driver_url, **{"retry": _cluster_async_retry(), **options}
+                )
+            return
         self._cluster = False
         # Blocking pools: past max_connections, concurrent callers wait (up to the timeout)
         # for a free connection instead of failing with "Too many connections".
@@ -592,15 +769,21 @@ class RedisByteStore(BackendStore[bytes]):
                 url, **{"retry": _fail_fast_retry(), **_sync_packer(), **pooled}
             )
         )
-        self._make_async = lambda: redis.asyncio.Redis.from_pool(
-            redis.asyncio.BlockingConnectionPool.from_url(
-                url, **{"retry": _fail_fast_async_retry(), **pooled}
+        if native_async:
+            self._make_async = lambda: redis.asyncio.Redis.from_pool(
+                redis.asyncio.BlockingConnectionPool.from_url(
+                    url, **{"retry": _fail_fast_async_retry(), **pooled}
+                )
             )
-        )
-        client = self._make_sync()  # parses the URL (no connection yet) so errors show now
+        try:
+            client = self._make_sync()  # parses the URL (no connection yet) so errors show now
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid Redis URL {mask_url(url)!r}: {mask_secrets(str(exc), url)}"
+            ) from exc
         if _decodes_responses(client):
             client.close()
-            raise ValueError(_DECODING)
+            raise ConfigurationError(_DECODING)
         self._sync_client = client
 
     def _wrap_client(self, client: AnyClient) -> None:
@@ -619,7 +802,7 @@ class RedisByteStore(BackendStore[bytes]):
                 f"not {type(client).__name__}"
             )
         if _decodes_responses(client):
-            raise ValueError(_DECODING)
+            raise ConfigurationError(_DECODING)
         self._cluster = isinstance(client, (RedisCluster, AsyncRedisCluster))
         self._url = _describe(client)
 
@@ -662,9 +845,11 @@ class RedisByteStore(BackendStore[bytes]):
         return client
 
     def _error(self, exc: BaseException) -> KVStoreError:
+        """The kvstores error for a redis-py one: the server is unavailable, or it refused."""
+        reason = _reason(exc)
         if isinstance(exc, _UNAVAILABLE):
-            return BackendUnavailableError(self.backend_name, self._url, exc)
-        message = mask_secrets(str(exc), self._url)
+            return BackendUnavailableError(self.backend_name, self._url, reason)
+        message = mask_secrets(reason, self._url)
         return KVStoreError(f"redis error at {mask_url(self._url)}: {message}")
 
     def _encode(self, client: AnyClient, keys: list[str]) -> list[Any]:
@@ -876,7 +1061,9 @@ class RedisByteStore(BackendStore[bytes]):
                 group[1].append(i)
         except (KeyError, IndexError):
             return None  # a slot without a known node: let redis-py sort it out
-        return list(groups.values())
+        # In the order of the node names: threads that take connections from several blocking
+        # node pools then take them in the same order, so none waits on another's.
+        return [groups[name] for name in sorted(groups)]
 
     def _on_nodes(
         self, client: RedisCluster, work: list[tuple[ClusterNode, list[tuple[Any, ...]]]]
@@ -966,7 +1153,12 @@ class RedisByteStore(BackendStore[bytes]):
         full_keys = self._encode(client, keys)
         try:
             if isinstance(client, AsyncRedisCluster):
-                return await self._acluster_mget(client, full_keys, keys)
+                gate = _gate(client)
+                await gate.enter(self._timeout)
+                try:
+                    return await self._acluster_mget(client, full_keys, keys)
+                finally:
+                    gate.leave()
             if len(full_keys) <= _MAX_KEYS_PER_COMMAND:
                 values: list[bytes | None] = await client.execute_command("MGET", *full_keys)
                 return values
@@ -987,7 +1179,12 @@ class RedisByteStore(BackendStore[bytes]):
         values = list(items.values())
         try:
             if isinstance(client, AsyncRedisCluster):
-                await self._acluster_mset(client, full_keys, values, keys)
+                gate = _gate(client)
+                await gate.enter(self._timeout)
+                try:
+                    await self._acluster_mset(client, full_keys, values, keys)
+                finally:
+                    gate.leave()
             elif self._px is not None:
                 pipe = client.pipeline(transaction=False)
                 px = self._px
@@ -1014,7 +1211,12 @@ class RedisByteStore(BackendStore[bytes]):
         full_keys = self._encode(client, keys)
         try:
             if isinstance(client, AsyncRedisCluster):
-                await self._acluster_mdelete(client, full_keys, keys)
+                gate = _gate(client)
+                await gate.enter(self._timeout)
+                try:
+                    await self._acluster_mdelete(client, full_keys, keys)
+                finally:
+                    gate.leave()
                 return
             try:
                 await self._adelete(client, full_keys)
@@ -1047,6 +1249,7 @@ class RedisByteStore(BackendStore[bytes]):
         if isinstance(client, AsyncRedisCluster) or client.connection is not None:
             # A cluster (or a single-connection client): plain SCAN calls, node by node.
             nodes: list[Any] = [None]
+            gate = _gate(client) if isinstance(client, AsyncRedisCluster) else None
             if isinstance(client, AsyncRedisCluster):
                 try:
                     await self._ainitialize(client)
@@ -1058,9 +1261,15 @@ class RedisByteStore(BackendStore[bytes]):
                 cursor = 0
                 while True:
                     try:
-                        cursor, page = await client.scan(
-                            cursor, match=match, count=count, **options
-                        )
+                        if gate is not None:  # per page: the caller may await us in between
+                            await gate.enter(self._timeout)
+                        try:
+                            cursor, page = await client.scan(
+                                cursor, match=match, count=count, **options
+                            )
+                        finally:
+                            if gate is not None:
+                                gate.leave()
                     except _DRIVER_ERRORS as exc:
                         raise self._error(exc) from exc
                     if node is not None:

@@ -3,10 +3,14 @@ twins, batching helpers and SCAN page decoding. The rest is in integration_tests
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 import subprocess
 import sys
 import textwrap
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,14 +23,19 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.connection
+import redis.cluster
 import redis.connection
 from redis.crc import key_slot
 
 from kvstores import BackendUnavailableError, KVStoreError, from_url
+from kvstores.errors import ConfigurationError
 from kvstores.redis import (
     RedisByteStore,
+    _blocking_pool_params,
+    _ClusterGate,
     _glob_escape,
     _interleave,
+    _known_options,
     _pair_chunks,
     _slots,
     key_prefix,
@@ -166,11 +175,124 @@ def test_schemes() -> None:
         "redis+cluster://127.0.0.1:7000/1",
         "redis://127.0.0.1:1/0?decode_responses=True",
         "redis+cluster://127.0.0.1:1?decode_responses=True",
+        "redis://127.0.0.1:1/0?db=one",  # redis-py's own ValueError, as a ConfigurationError
+        "redis+cluster://127.0.0.1:1?max_connections=many",
     ],
 )
 def test_bad_urls(url: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError) as caught:
         RedisByteStore.from_url(url)
+    assert isinstance(caught.value, ValueError)  # callers catching ValueError keep working
+    assert isinstance(caught.value, KVStoreError)
+
+
+def test_a_malformed_url_is_reported_with_its_password_masked() -> None:
+    with pytest.raises(ConfigurationError, match="db") as caught:
+        RedisByteStore.from_url("redis://u:hunter2@127.0.0.1:1/0?db=one")
+    assert "hunter2" not in str(caught.value)
+
+
+# Options: a typo is an error at construction, not a TypeError at the first operation
+
+STANDALONE = "redis://127.0.0.1:1/0"
+CLUSTER = "redis+cluster://127.0.0.1:1"
+
+
+@pytest.mark.parametrize("url", [STANDALONE, CLUSTER, "rediss://127.0.0.1:1/0", "unix:///x.sock"])
+def test_an_unknown_keyword_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="'namespce'") as caught:
+        RedisByteStore.from_url(url, namespce="a")
+    message = str(caught.value)
+    assert "did you mean 'namespace'?" in message
+    assert "known options:" in message
+    assert "client_name" in message  # redis-py's own options are listed too
+    with pytest.raises(ConfigurationError, match="'max_conections'"):
+        RedisByteStore(url, max_conections=3)
+    with pytest.raises(ConfigurationError, match="'namespce'"):
+        from_url(url, namespce="a")
+
+
+@pytest.mark.parametrize("url", [STANDALONE, CLUSTER])
+def test_an_unknown_query_parameter_is_refused(url: str) -> None:
+    with_query = url + ("&" if "?" in url else "?")
+    with pytest.raises(ConfigurationError, match="'namespce'"):
+        RedisByteStore.from_url(with_query + "namespce=a")
+    with pytest.raises(ConfigurationError, match="'namespce'"):
+        from_url(with_query + "namespce=a")
+    with pytest.raises(ConfigurationError, match="'helth_check_interval'"):
+        RedisByteStore(with_query + "helth_check_interval=5")
+    with pytest.raises(ConfigurationError, match="'empty'"):
+        RedisByteStore(with_query + "empty=")  # redis-py drops a blank one: a typo all the same
+
+
+def test_an_unknown_option_is_refused_before_anything_connects(monkeypatch: Any) -> None:
+    def no_connecting(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", no_connecting)
+    monkeypatch.setattr(redis.cluster.RedisCluster, "__init__", no_connecting)
+    for url in [STANDALONE, CLUSTER]:
+        with pytest.raises(ConfigurationError):
+            RedisByteStore.from_url(url, socket_timout=1)
+
+
+def test_options_only_for_a_url() -> None:
+    with pytest.raises(TypeError, match="URL"):
+        RedisByteStore(redis.Redis(port=1), client_name="x")
+
+
+def test_valid_redis_py_options_still_work() -> None:
+    keyword = RedisByteStore.from_url(STANDALONE, health_check_interval=5, client_name="kv")
+    query = RedisByteStore.from_url(STANDALONE + "?health_check_interval=5&client_name=kv")
+    for store in (keyword, query):
+        kwargs = store._sync().connection_pool.connection_kwargs
+        assert (kwargs["health_check_interval"], kwargs["client_name"]) == (5, "kv")
+        assert store._make_async is not None
+        async_kwargs = store._make_async().connection_pool.connection_kwargs
+        assert (async_kwargs["health_check_interval"], async_kwargs["client_name"]) == (5, "kv")
+        store.close()
+    # The sync cluster client connects when built: the async one shows the options.
+    for store in [
+        RedisByteStore.from_url(CLUSTER, health_check_interval=5, client_name="kv"),
+        RedisByteStore.from_url(CLUSTER + "?health_check_interval=5&client_name=kv"),
+    ]:
+        assert store._make_async is not None
+        cluster_kwargs = store._make_async().connection_kwargs
+        assert (cluster_kwargs["health_check_interval"], cluster_kwargs["client_name"]) == (
+            5,
+            "kv",
+        )
+    # kvstores' own options may be in the URL given to the store itself too.
+    store = RedisByteStore.from_url(STANDALONE + "?namespace=n&ttl=2&timeout=3", ttl=5)
+    assert (store.namespace, store.ttl, store._timeout) == ("n", 5.0, 3.0)
+    assert store._sync().connection_pool.connection_kwargs["socket_timeout"] == 3.0
+
+
+def test_known_options_follow_the_installed_redis_py() -> None:
+    parsed = set(redis.connection.URL_QUERY_ARGUMENT_PARSERS)
+    for kind in ("rediss", "cluster"):  # every query parameter redis-py converts is taken
+        assert parsed <= _known_options(kind).names, kind
+    cluster_init = inspect.signature(redis.asyncio.cluster.RedisCluster.__init__).parameters
+    assert set(cluster_init) - {"self"} <= _known_options("cluster").names
+    pool_init = inspect.signature(redis.BlockingConnectionPool.__init__).parameters
+    assert {"max_connections", "timeout"} <= set(pool_init)
+    assert {"max_connections", "timeout"} <= _known_options("redis").names
+    assert {"ssl_ca_certs", "ssl_cert_reqs"} <= _known_options("rediss").names
+    assert "ssl_ca_certs" not in _known_options("redis").names  # a plain connection refuses it
+    assert {"namespace", "ttl", "timeout"} <= _known_options("unix").names
+
+
+def test_an_option_only_the_sync_client_takes_runs_async_in_a_thread() -> None:
+    known = _known_options("rediss")
+    sync_only = sorted(known.names - known.async_names)
+    if not sync_only:
+        pytest.skip("this redis-py's async client takes every option of its sync one")
+    options = {"ssl_validate_ocsp": False} if "ssl_validate_ocsp" in sync_only else {}
+    if not options:
+        pytest.skip("no sync-only option with a harmless value in this redis-py")
+    store = RedisByteStore.from_url("rediss://127.0.0.1:1/0", **options)
+    assert store._make_async is None  # the async methods run the sync ones in a thread
+    assert RedisByteStore.from_url("rediss://127.0.0.1:1/0")._make_async is not None
 
 
 def test_decoding_clients_are_refused() -> None:
@@ -179,10 +301,11 @@ def test_decoding_clients_are_refused() -> None:
         redis.asyncio.Redis(port=1, decode_responses=True),
         redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=1, decode_responses=True),
     ]:
-        with pytest.raises(ValueError, match="decode_responses=False"):
+        with pytest.raises(ConfigurationError, match="decode_responses=False"):
             RedisByteStore(client)
-    with pytest.raises(ValueError, match="decode_responses=False"):
-        RedisByteStore.from_url("redis://127.0.0.1:1/0", decode_responses=True)
+    for url in [STANDALONE, CLUSTER]:
+        with pytest.raises(ConfigurationError, match="decode_responses=False"):
+            RedisByteStore.from_url(url, decode_responses=True)
 
 
 def test_wrong_arguments() -> None:
@@ -262,6 +385,18 @@ def test_sync_twin_of_an_async_client() -> None:
     store.close()  # closes the twin it built
 
 
+def test_a_twin_pool_is_bounded_when_the_original_is_not() -> None:
+    # redis-py < 8 gives pools 2**31 connections: a blocking pool of that size would fill a
+    # queue of 2**31 slots when built (the sync twin of such an async client hung).
+    unbounded = SimpleNamespace(max_connections=2**31)
+    assert _blocking_pool_params(unbounded, {})["max_connections"] == 50
+    assert _blocking_pool_params(SimpleNamespace(max_connections=7), {})["max_connections"] == 7
+    pool = redis.asyncio.ConnectionPool(host="h", max_connections=7)
+    store = RedisByteStore(redis.asyncio.Redis(connection_pool=pool))
+    assert store._sync().connection_pool.max_connections == 7
+    store.close()
+
+
 def test_a_custom_connection_class_runs_async_in_a_thread() -> None:
     class Custom(redis.connection.Connection):
         pass
@@ -329,6 +464,54 @@ def test_errors_are_wrapped_and_masked() -> None:
     assert "OOM" in str(other)
 
 
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.exceptions.ConnectionError(),
+        redis.exceptions.TimeoutError(""),
+        redis.exceptions.RedisClusterException(),
+        getattr(redis.exceptions, "MaxConnectionsError", redis.exceptions.ConnectionError)(),
+        redis.exceptions.ResponseError(),
+        redis.exceptions.RedisError("  "),
+    ],
+)
+def test_errors_always_carry_a_reason(exc: Exception) -> None:
+    store = RedisByteStore.from_url("redis://user:topsecret@127.0.0.1:1/0")
+    error = store._error(exc)
+    assert isinstance(error, KVStoreError)
+    message = str(error)
+    assert type(exc).__name__ in message  # redis-py raised it without a message
+    assert not message.rstrip().endswith(":")
+    assert "topsecret" not in message
+
+
+def test_a_reason_names_the_error_class_and_keeps_its_message() -> None:
+    store = RedisByteStore.from_url("redis://127.0.0.1:1/0")
+    error = store._error(redis.exceptions.ConnectionError("Error 111 connecting"))
+    assert str(error).endswith(": ConnectionError: Error 111 connecting")
+
+
+def test_the_cluster_gate_waits_for_a_free_slot_then_times_out() -> None:
+    async def run() -> None:
+        gate = _ClusterGate(2)
+        await gate.enter(1)
+        await gate.enter(1)
+        waiting = asyncio.create_task(gate.enter(5))  # a third waits for a free slot
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        gate.leave()
+        await asyncio.wait_for(waiting, 1)
+        start = time.monotonic()
+        with pytest.raises(redis.exceptions.ConnectionError, match="max_connections"):
+            await gate.enter(0.2)  # every slot stays taken: fail after the timeout
+        assert 0.15 < time.monotonic() - start < 2
+        for _ in range(2):
+            gate.leave()
+        await gate.enter(0.1)
+
+    asyncio.run(run())
+
+
 def test_stores_share_nothing_but_the_client(monkeypatch: Any) -> None:
     client = redis.Redis(port=1)
     a, b = RedisByteStore(client, namespace="a"), RedisByteStore(client, namespace="b")
@@ -343,6 +526,6 @@ def test_repr_masks_the_password() -> None:
 
 
 def test_an_absurd_ttl_is_refused() -> None:
-    with pytest.raises(ValueError, match="ttl"):
+    with pytest.raises(ConfigurationError, match="ttl"):
         RedisByteStore.from_url("redis://h:6379/0", ttl=1e20)
     RedisByteStore.from_url("redis://h:6379/0", ttl=1e12)  # 30,000 years: fine
