@@ -1,0 +1,78 @@
+# shellcheck shell=bash
+# PostgreSQL 15 for scripts/services.sh (sourced; helpers from lib.sh).
+
+# Prefer the versioned binaries over whatever pg_ctl/initdb is first on PATH.
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_PORT="${KVSTORES_POSTGRES_PORT:-55432}"
+PG_URL="postgresql+psycopg://kvstores:kvstores@127.0.0.1:${PG_PORT}/kvstores_test"
+
+postgres_check() {
+    port_setting KVSTORES_POSTGRES_PORT "$PG_PORT"
+    # Unix socket paths are limited to 107 bytes; postgres' is the longest.
+    local sock="$STATE/postgres/run/.s.PGSQL.$PG_PORT"
+    ((${#sock} <= 107)) || die "KVSTORES_SERVICES_DIR too long: socket path $sock exceeds 107 bytes"
+}
+
+postgres_packages() {
+    [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl && -x $PG_BIN/psql ]] || echo postgresql
+}
+
+pg_admin() {
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$STATE/postgres/run" -p "$PG_PORT" \
+        -U postgres -d postgres "$@"
+}
+
+pg_user_ok() {
+    PGPASSWORD=kvstores PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -q -tA -h 127.0.0.1 -p "$PG_PORT" \
+        -U kvstores -d kvstores_test -c 'SELECT 1' >/dev/null 2>&1
+}
+
+postgres_start() {
+    local dir="$STATE/postgres" logf
+    if running postgres "$PG_PORT"; then
+        log "postgres already running on 127.0.0.1:$PG_PORT"
+        return 0
+    fi
+    postgres_stop # half-dead leftovers of ours, if any
+    ensure_port_free "$PG_PORT" postgres
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    logf=$(new_log postgres)
+    fresh_dir "$dir" "$dir/data" "$dir/run"
+
+    # Local socket: trust (admin setup); TCP: real password auth like production.
+    as_svc "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=scram-sha-256 --no-sync >>"$logf" 2>&1 ||
+        fail postgres "$logf" "initdb failed"
+    cat >>"$dir/data/postgresql.conf" <<CONF
+
+# kvstores test instance: loopback only, non-default port, speed over durability
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$dir/run'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+
+    as_svc "$PG_BIN/pg_ctl" -D "$dir/data" -l "$logf" -w -t "$WAIT_SECS" start >&2 || {
+        [[ -s $dir/data/postmaster.pid ]] && record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
+        fail postgres "$logf" "pg_ctl start failed"
+    }
+    record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
+    wait_for postgres "$logf" "" port_open "$PG_PORT"
+
+    pg_admin -c "CREATE ROLE kvstores LOGIN CREATEDB PASSWORD 'kvstores'" \
+        -c "CREATE DATABASE kvstores_test OWNER kvstores" >&2 ||
+        fail postgres "$logf" "creating role/database failed"
+    pg_user_ok || fail postgres "$logf" "cannot log in as kvstores over TCP"
+}
+
+# SIGINT = fast shutdown; TERM waits for clients.
+postgres_stop() { stop_recorded postgres INT; }
+
+postgres_env() {
+    if recorded_pid postgres >/dev/null; then
+        printf "export KVSTORES_TEST_POSTGRES_URL='%s'\n" "$PG_URL"
+    fi
+}
