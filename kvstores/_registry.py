@@ -53,7 +53,10 @@ def known_schemes() -> list[str]:
     return sorted(set(_SCHEMES) | _SQL_DIALECTS | set(_plugins()))
 
 
-def _resolve(scheme: str) -> Any:
+def store_class(scheme: str) -> Any:
+    """The class `from_url` builds for a URL scheme (importing its module, so its driver):
+    a built-in one, or the one an installed plugin registers under the ``kvstores.backends``
+    entry-point group. Raises `ConfigurationError` for an unknown scheme."""
     target = _SCHEMES.get(scheme)
     if target is None and scheme.partition("+")[0] in _SQL_DIALECTS:
         target = _SQL
@@ -88,9 +91,9 @@ def from_url(url: str, **kwargs: Any) -> ByteStore:
     scheme = scheme.lower()
     if not separator or not _SCHEME.fullmatch(scheme):
         raise ConfigurationError(f"not a store URL (expected scheme://…): {mask_url(url)!r}")
-    store_class = _resolve(scheme)
+    cls = store_class(scheme)
     rest, options = split_common_options(url)
     options.update(kwargs)
-    factory = getattr(store_class, "from_url", store_class)
+    factory = getattr(cls, "from_url", cls)
     store: ByteStore = factory(rest, **options)
     return store

@@ -11,8 +11,7 @@ import pytest
 
 import kvstores
 from kvstores import BackendUnavailableError, InMemoryByteStore, LocalFileStore, from_url
-from kvstores._registry import require
-from kvstores._urls import mask_secrets, mask_url, split_common_options
+from kvstores.backend import mask_secrets, mask_url, require, split_common_options, store_class
 from kvstores.errors import ConfigurationError, KVStoreError
 
 
@@ -198,7 +197,7 @@ def test_known_schemes_all_build_a_store() -> None:
     """Every listed scheme is one a store accepts (no scheme listed only to be refused)."""
     assert {"oracle", "mssql"}.isdisjoint(kvstores.known_schemes())
     for scheme in kvstores.known_schemes():
-        module_name = kvstores._registry._resolve(scheme).__module__
+        module_name = store_class(scheme).__module__
         assert module_name.startswith("kvstores."), scheme
 
 
