@@ -110,7 +110,7 @@ class BackendStore(BaseStore[str, V]):
     Subclasses implement `_mget`, `_mset`, `_mdelete` and `_yield_keys` (and their async
     twins where the driver is async). The hooks receive only checked, non-empty batches:
     keys as plain `str`, `mset` items as a dict (repeated keys already resolved, last
-    wins) whose values passed `_coerce_values`. Empty batches never reach them.
+    wins) whose values passed `check_values`. Empty batches never reach them.
     """
 
     backend_name: ClassVar[str] = "kvstores"
@@ -127,9 +127,19 @@ class BackendStore(BaseStore[str, V]):
     #: check rejects whatever else ``dict()`` takes as a pair. Stores of any value must.
     _check_pair_types: ClassVar[bool] = False
 
-    def _coerce_values(self, values: Collection[Any]) -> Collection[V]:
-        """Check and normalise a batch of values; byte stores take bytes-like values."""
+    def check_values(self, values: Collection[Any]) -> Collection[V]:
+        """Check and normalise a batch of values as `mset` does, writing nothing: raises
+        `InvalidValueError` (or `TypeError` for a value of the wrong type). Byte stores
+        take bytes-like values up to `max_value_size`; a backend with other rules
+        overrides this."""
         return coerce_byte_values(values, self.max_value_size)  # type: ignore[return-value]
+
+    def check_items(self, key_value_pairs: Sequence[tuple[str, V]]) -> dict[str, V]:
+        """The batch `mset` would write, checked (keys, pairs and values) and normalised,
+        a repeated key's last value winning; raises as `mset` would, writing nothing."""
+        return check_pairs(
+            key_value_pairs, self.check_values, check_pair_types=self._check_pair_types
+        )
 
     # The public methods: validation here, once, for every backend.
 
@@ -138,9 +148,7 @@ class BackendStore(BaseStore[str, V]):
         return self._mget(batch) if batch else []
 
     def mset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
-        items = check_pairs(
-            key_value_pairs, self._coerce_values, check_pair_types=self._check_pair_types
-        )
+        items = self.check_items(key_value_pairs)
         if items:
             self._mset(items)
 
@@ -157,9 +165,7 @@ class BackendStore(BaseStore[str, V]):
         return await self._amget(batch) if batch else []
 
     async def amset(self, key_value_pairs: Sequence[tuple[str, V]]) -> None:
-        items = check_pairs(
-            key_value_pairs, self._coerce_values, check_pair_types=self._check_pair_types
-        )
+        items = self.check_items(key_value_pairs)
         if items:
             await self._amset(items)
 

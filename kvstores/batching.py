@@ -33,7 +33,7 @@ its reads and writes interleave.)
 Errors
 ------
 Input is checked on arrival, in the caller, with the checks the wrapped store runs: when
-it is a kvstores backend (a `BackendStore`), `check_keys` and `check_pairs` with its own
+it is a kvstores backend (a `BackendStore`), `check_keys` and its `check_items` with its own
 value coercion; a bad key or value raises in that caller only and never enters the batch.
 When the wrapped store's batch call fails (the server is down, say), every caller whose
 work was in that call gets the exception (the same exception object); the next tick
@@ -60,8 +60,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Collection, Coroutine, Iterator, Sequence
 from typing import Any, Generic, TypeVar, cast
 
-from kvstores._base import BackendStore, BaseStore
-from kvstores._validation import check_keys, check_pairs
+from kvstores.backend import BackendStore, BaseStore, check_keys
 
 __all__ = ["AutoBatchingStore"]
 
@@ -327,7 +326,7 @@ class AutoBatchingStore(BaseStore[K, V]):
     def _check_pairs(self, pairs: Sequence[tuple[K, V]]) -> dict[K, V]:
         if self._checks_inputs:
             store = cast("BackendStore[V]", self.store)
-            return cast("dict[K, V]", check_pairs(pairs, store._coerce_values))
+            return cast("dict[K, V]", store.check_items(cast("Sequence[tuple[str, V]]", pairs)))
         if isinstance(cast(object, pairs), (str, bytes)) or not all(
             isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in pairs
         ):

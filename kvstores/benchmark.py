@@ -52,6 +52,8 @@ from enum import Enum
 from time import perf_counter
 from typing import Protocol, TypeVar
 
+from kvstores.backend import chunked
+
 __all__ = [
     "OPS",
     "BenchmarkError",
@@ -395,10 +397,6 @@ class _Side:
     state: State = State.DIRTY
 
 
-def _chunks(items: list[T], size: int) -> list[list[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 class _Runner:
     """Drives both sides of one case through the ops, tracking what each side holds."""
 
@@ -410,8 +408,8 @@ class _Runner:
         if case.baseline is not None:
             self.sides.append(_Side("raw", case.baseline))
         self.loop = _Loop()
-        self._fill = _chunks(workload.pairs, 1000)
-        self._wipe = _chunks(workload.keys, 1000)
+        self._fill = list(chunked(workload.pairs, 1000))
+        self._wipe = list(chunked(workload.keys, 1000))
 
     def prepare(self, side: _Side, state: State) -> None:
         """Bring `side` to `state` with untimed sync calls."""
@@ -460,8 +458,8 @@ class _Runner:
         count = total if batch is None else min(total, batch * self.config.max_calls)
         size = batch or count
         work = Work(
-            _chunks((w.missing if op.misses else w.keys)[:count], size),
-            _chunks(w.pairs[:count], size),
+            [list(c) for c in chunked((w.missing if op.misses else w.keys)[:count], size)],
+            [list(c) for c in chunked(w.pairs[:count], size)],
             w.prefix,
         )
         expected = count if op.batched else w.prefixed

@@ -15,7 +15,7 @@ each command; the README's "Command line" section documents the formats and exit
 Exit statuses: 0 success, 1 error (one line ``kvstores: error: ...`` on stderr, never a
 traceback unless ``--debug``, given before or after the command), 2 usage error, 3 ``get``:
 a key is absent, 130 interrupted. Every URL printed and every error message has its
-password masked (`kvstores._urls.mask_secrets`).
+password masked (`kvstores.backend.mask_secrets`).
 """
 
 from __future__ import annotations
@@ -41,16 +41,22 @@ from urllib.parse import urlsplit
 
 import click
 
-from kvstores import __version__
-from kvstores._base import BackendStore, ByteStore
-from kvstores._registry import from_url
-from kvstores._urls import mask_secrets, mask_url, split_common_options
-from kvstores.errors import KVStoreError
+from kvstores import __version__, from_url
+from kvstores.backend import (
+    BackendStore,
+    ByteStore,
+    KVStoreError,
+    chunked,
+    mask_secrets,
+    mask_url,
+    split_common_options,
+)
+from kvstores.copying import CopyStats, copy_keys
 from kvstores.file import LocalFileStore
 
 # tqdm ships no type information; imported here, at the top, so that a missing tqdm is
 # reported by `kvstores.__main__` as a missing extra.
-_tqdm: Callable[..., Any] = importlib.import_module("tqdm").tqdm
+tqdm: Callable[..., Any] = importlib.import_module("tqdm").tqdm
 
 __all__ = [
     "DEFAULT_URL",
@@ -226,29 +232,22 @@ def _scratch_namespace(kind: str) -> str:
     return f"kvstores-{kind}-{secrets.token_hex(4)}"
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _drop_scratch(store: ByteStore, written: Sequence[str]) -> None:
     """Delete every key of a scratch namespace: those written, then whatever is listed."""
-    for chunk in _chunks(written, 1000):
+    for chunk in chunked(written, 1000):
         store.mdelete(chunk)
     leftovers = list(store.yield_keys())
-    for chunk in _chunks(leftovers, 1000):
+    for chunk in chunked(leftovers, 1000):
         store.mdelete(chunk)
     if isinstance(store, LocalFileStore) and store.namespace is not None:
         # The namespace's directory, which only this process wrote to: its markers and
         # temporary files (names starting with "~" or "." are never keys; a write cut short
         # by Ctrl-C leaves its temporary file), then the directory itself.
-        directory = getattr(store, "_dir", None)
-        if isinstance(directory, str):
-            with suppress(OSError):
-                for entry in os.scandir(directory):
-                    if entry.name.startswith(("~", ".")) and entry.is_file():
-                        os.unlink(entry.path)
-                os.rmdir(directory)
+        with suppress(OSError):
+            for entry in os.scandir(store.directory):
+                if entry.name.startswith(("~", ".")) and entry.is_file():
+                    os.unlink(entry.path)
+            os.rmdir(store.directory)
 
 
 @contextmanager
@@ -454,81 +453,6 @@ def rm_command(ctx: click.Context, keys: tuple[str, ...], url: str | None) -> No
 # copy
 
 
-@dataclass
-class CopyStats:
-    """What `copy_keys` did so far: counts of whole batches only."""
-
-    listed: int = 0  # keys listed in SRC
-    copied: int = 0  # written to DST
-    skipped: int = 0  # already in DST (resume)
-    vanished: int = 0  # listed, then gone from SRC before their values were read
-    bytes: int = 0  # bytes of the values copied
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        return (
-            f"copied {_count(self.copied, 'key')} ({_count(self.bytes, 'byte')}) "
-            f"in {self.seconds:.2f} s; skipped {self.skipped:,} already in DST, "
-            f"{self.vanished:,} vanished from SRC"
-        )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def copy_keys(
-    src: ByteStore,
-    dst: ByteStore,
-    *,
-    prefix: str | None = None,
-    batch: int = 1000,
-    resume: bool = False,
-    max_rate: float | None = None,
-    stats: CopyStats | None = None,
-    on_batch: Callable[[CopyStats], None] | None = None,
-) -> CopyStats:
-    """Copy every key of `src` (starting with `prefix`) and its value into `dst`.
-
-    Page by page: `batch` keys from ``src.yield_keys``, (with `resume`) one ``dst.mget`` to
-    skip those `dst` has, one ``src.mget`` (keys gone since listing are skipped) and one
-    ``dst.mset`` (an upsert). `max_rate`: at most that many keys listed per second.
-    `stats` (updated after each batch, also when interrupted) is returned.
-    """
-    stats = stats if stats is not None else CopyStats()
-    start = time.perf_counter()
-    keys = src.yield_keys(prefix=prefix)
-    try:
-        while chunk := list(islice(keys, batch)):
-            todo = chunk
-            if resume:
-                present = dst.mget(chunk)
-                todo = [key for key, value in zip(chunk, present, strict=True) if value is None]
-            pairs: list[tuple[str, bytes]] = []
-            if todo:
-                values = src.mget(todo)
-                pairs = [(k, v) for k, v in zip(todo, values, strict=True) if v is not None]
-                dst.mset(pairs)
-            stats.listed += len(chunk)
-            stats.skipped += len(chunk) - len(todo)
-            stats.vanished += len(todo) - len(pairs)
-            stats.copied += len(pairs)
-            stats.bytes += sum(len(value) for _, value in pairs)
-            stats.seconds = time.perf_counter() - start
-            if on_batch is not None:
-                on_batch(stats)
-            if max_rate is not None:
-                delay = stats.listed / max_rate - (time.perf_counter() - start)
-                if delay > 0:
-                    time.sleep(delay)
-    finally:
-        stats.seconds = time.perf_counter() - start
-        close = getattr(keys, "close", None)
-        if callable(close):
-            close()
-    return stats
-
-
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -537,7 +461,7 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _show_progress(quiet: bool) -> bool:
+def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
@@ -592,7 +516,7 @@ def copy_command(
         raise click.UsageError("SRC and DST are the same store")
     _require_database(src, role="SRC")
     stats = CopyStats()
-    show = _show_progress(quiet)
+    show = show_progress(quiet)
     bar: Any = None
     interrupted = False
 
@@ -647,7 +571,7 @@ def _copy_bar(total: int | None, show: bool) -> Any:
     bar_format = "{desc} [{elapsed}]"
     if total is not None:
         bar_format = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
-    return _tqdm(
+    return tqdm(
         desc="copy",
         total=total,
         file=sys.stderr,
@@ -807,12 +731,12 @@ def bench_command(
         )
         click.echo(describe(config, baseline=False), nl=False)
         click.echo("\n")
-        bar = _tqdm(
+        bar = tqdm(
             desc="bench",
             total=len(plan(config)) * config.rounds,
             unit=" rounds",
             file=sys.stderr,
-            disable=not _show_progress(quiet),
+            disable=not show_progress(quiet),
             leave=False,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} rounds "
             "[{elapsed}<{remaining}]",

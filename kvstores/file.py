@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import itertools
 import os
 import re
@@ -15,9 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kvstores._base import BackendStore
-from kvstores._urls import path_from_url, store_options
-from kvstores.errors import ConfigurationError, KVStoreError
+from kvstores.backend import (
+    BackendStore,
+    ConfigurationError,
+    KVStoreError,
+    path_from_url,
+    shorten_key,
+    store_options,
+)
 
 __all__ = ["LocalFileStore"]
 
@@ -63,10 +67,7 @@ def _escape(text: str) -> str:
 
 
 def _file_name(key: str) -> str:
-    name = _escape(key)
-    if len(name) <= _NAME_LIMIT:
-        return name
-    return f"{name[:_HEAD]}~{hashlib.sha256(key.encode()).hexdigest()}"
+    return shorten_key(_escape(key), _NAME_LIMIT, head=_HEAD, sep="~", key=key)
 
 
 def _unescape(name: str) -> str | None:
@@ -131,6 +132,12 @@ class LocalFileStore(BackendStore[bytes]):
         self._marked = False
         self._temp_ids = itertools.count()
         self._temp_prefix = f".tmp-{os.getpid()}-"
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding this store's files: the root, or with a namespace its
+        directory ``root/~ns/<escaped namespace>``."""
+        return Path(self._dir)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LocalFileStore:

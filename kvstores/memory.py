@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from kvstores._base import BackendStore
-from kvstores._urls import store_options
-from kvstores._validation import coerce_byte_values, coerce_object_values
-from kvstores.errors import ConfigurationError
+from kvstores.backend import (
+    BackendStore,
+    ConfigurationError,
+    coerce_byte_values,
+    coerce_object_values,
+    store_options,
+)
 
 __all__ = ["InMemoryByteStore", "InMemoryStore"]
 
@@ -47,7 +50,7 @@ class InMemoryStore(BackendStore[V]):
 
     _check_pair_types = True
 
-    def _coerce_values(self, values: Collection[Any]) -> Collection[V]:
+    def check_values(self, values: Collection[Any]) -> Collection[V]:
         return coerce_object_values(values)
 
     def _mget(self, keys: list[str]) -> list[V | None]:
@@ -129,5 +132,5 @@ class InMemoryByteStore(InMemoryStore[bytes]):
 
     _check_pair_types = False
 
-    def _coerce_values(self, values: Collection[Any]) -> Collection[bytes]:
+    def check_values(self, values: Collection[Any]) -> Collection[bytes]:
         return coerce_byte_values(values)

@@ -2184,7 +2184,7 @@ class SQLByteStore(BackendStore[bytes]):
 
     # The hooks
 
-    def _coerce_values(self, values: Collection[Any]) -> Collection[bytes]:
+    def check_values(self, values: Collection[Any]) -> Collection[bytes]:
         return coerce_byte_values(values, self._value_limit)
 
     def _check_value_limit(self, items: dict[str, bytes]) -> None:

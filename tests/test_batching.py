@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from kvstores import BackendUnavailableError, InvalidKeyError
-from kvstores._base import ByteStore
+from kvstores import BackendUnavailableError, ByteStore, InvalidKeyError
 from kvstores.batching import AutoBatchingStore
 from kvstores.encoding import EncoderBackedStore, decode_json, encode_json, json_store
 from kvstores.memory import InMemoryByteStore

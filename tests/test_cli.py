@@ -563,7 +563,7 @@ class _Bars:
 
     def __init__(self) -> None:
         self.made: list[dict[str, object]] = []
-        self.real = cli._tqdm
+        self.real = cli.tqdm
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         self.made.append(kwargs)
@@ -573,8 +573,8 @@ class _Bars:
 @pytest.fixture
 def bars(monkeypatch: pytest.MonkeyPatch) -> _Bars:
     recorder = _Bars()
-    monkeypatch.setattr(cli, "_tqdm", recorder)
-    monkeypatch.setattr(cli, "_show_progress", lambda quiet: not quiet)  # as on a terminal
+    monkeypatch.setattr(cli, "tqdm", recorder)
+    monkeypatch.setattr(cli, "show_progress", lambda quiet: not quiet)  # as on a terminal
     return recorder
 
 

@@ -7,14 +7,17 @@ from enum import Enum
 
 import pytest
 
-from kvstores._paging import (
+from kvstores.backend import (
     aiter_in_thread,
     akeyset_pages,
+    check_keys,
+    check_namespace,
+    check_pairs,
     chunked,
+    coerce_byte_values,
     keyset_pages,
     prefix_upper_bound,
 )
-from kvstores._validation import check_keys, check_namespace, check_pairs, coerce_byte_values
 from kvstores.errors import InvalidKeyError, InvalidValueError
 
 
