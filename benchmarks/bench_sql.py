@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
-from kvstores._paging import prefix_upper_bound
+from kvstores.backend import prefix_upper_bound
 from kvstores.benchmark import (
     BenchmarkError,
     Case,

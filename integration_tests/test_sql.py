@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
+import sqlalchemy as sa
 from sqlalchemy import (
     Column,
     Double,
@@ -30,11 +31,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, create_engine, make_url
 
 from integration_tests.conftest import server_url
+from integration_tests.sql_layout import SQLRaw
 from kvstores.errors import BackendUnavailableError
-from kvstores.sql import SCHEMA_VERSION, SQLByteStore, _define_tables, _text
+from kvstores.sql import SCHEMA_VERSION, SQLByteStore
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, run_in_threads
 
 MIB = 1024 * 1024
@@ -79,11 +81,25 @@ def make_store(server: str, table: str) -> StoreFactory:
     )
 
 
-class TestSQLServer(ByteStoreTests):
+@pytest.fixture(scope="module")
+def raw_engine(admin: Engine) -> Iterator[Engine]:
+    """A plain engine of the tests' own on the server, for the kit's raw storage hooks."""
+    engine = create_engine(admin.url)
+    yield engine
+    engine.dispose()
+
+
+class ServerRaw(SQLRaw):
+    @pytest.fixture(autouse=True)
+    def _raw_server(self, raw_engine: Engine, table: str) -> None:
+        self.raw_engine, self.raw_table_name = raw_engine, table
+
+
+class TestSQLServer(ServerRaw, ByteStoreTests):
     pass
 
 
-class TestSQLServerAsync(AsyncByteStoreTests):
+class TestSQLServerAsync(ServerRaw, AsyncByteStoreTests):
     pass
 
 
@@ -134,14 +150,26 @@ def test_only_the_primary_key_is_indexed(store: SQLByteStore, admin: Engine, tab
 # Migrating a table of schema version 1
 
 
-def _version_1_table(name: str) -> Table:
+def _text(mysql_bytes: int) -> Any:
+    """Text compared by code point, as version 1 made it: COLLATE "C" on PostgreSQL, UTF-8
+    VARBINARY on MySQL."""
+    return (
+        sa.Text()
+        .with_variant(sa.Text(collation="C"), "postgresql")
+        .with_variant(mysql_dialect.VARBINARY(mysql_bytes), "mysql", "mariadb")
+    )
+
+
+def _version_1_tables(name: str) -> tuple[Table, Table]:
     """The layout of schema version 1: ``key_hash`` (empty, or the SHA-256 of a key longer
-    than 256 characters, whose first 256 are in ``key``) in the primary key."""
+    than 256 characters, whose first 256 are in ``key``) in the primary key; and its meta
+    table."""
     binary = LargeBinary().with_variant(mysql_dialect.VARBINARY(32), "mysql", "mariadb")
     blob = LargeBinary().with_variant(mysql_dialect.LONGBLOB(), "mysql", "mariadb")
-    return Table(
+    metadata = MetaData()
+    table = Table(
         name,
-        MetaData(),
+        metadata,
         Column("namespace", _text(1024), nullable=False),
         Column("key", _text(1024), nullable=False),
         Column("key_hash", binary, nullable=False),
@@ -151,6 +179,14 @@ def _version_1_table(name: str) -> Table:
         PrimaryKeyConstraint("namespace", "key", "key_hash", postgresql_include=["expires_at"]),
         mysql_engine="InnoDB",
     )
+    meta = Table(
+        f"{name}_meta",
+        metadata,
+        Column("name", sa.String(300), primary_key=True),
+        Column("value", sa.String(300), nullable=False),
+        mysql_engine="InnoDB",
+    )
+    return table, meta
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
@@ -159,7 +195,7 @@ def version_1(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[s
     name = f"kvt_{uuid.uuid4().hex[:16]}"
     url = f"sqlite:///{tmp_path / 'kv.db'}" if request.param == "sqlite" else _url(request.param)
     engine = SQLByteStore(url).engine
-    table, meta = _version_1_table(name), _define_tables(name, None)[1]
+    table, meta = _version_1_tables(name)
     split = {k: (k, b"", "") if len(k) <= 256 else (k[:256], _sha256(k), k[256:]) for k in _V1}
     rows = [
         _v1_row(ns, *split[k], value=v, expires_at=None)
@@ -297,8 +333,8 @@ def test_key_comparison_is_exact(store: SQLByteStore) -> None:
 
 
 def test_keys_that_mean_something_in_an_array_literal(store: SQLByteStore) -> None:
-    # On PostgreSQL a batch's keys travel as one text[] literal (`_pg_text_array`), its
-    # values as a binary bytea[] (`_PgByteaArray`).
+    # On PostgreSQL a batch's keys travel as one text[] literal (`text_array` of
+    # kvstores.sql.postgresql), its values as a binary bytea[].
     keys = ['"', "\\", '","', '\\"', 'a"b\\c', "{", "}", "{}", ",", " ", " x ", "NULL", "null"]
     values = [b"", b"\x00", b"\\x00", b'"', b"\xff" * 3, *(bytes([i]) * i for i in range(8))]
     store.mset(list(zip(keys, values, strict=True)))
@@ -630,7 +666,7 @@ def test_a_server_that_never_answers_fails_within_the_timeout(
 
 
 def test_a_statement_may_outlast_the_connect_timeout(server: str, table: str) -> None:
-    """`timeout` bounds connecting, not statements (see `kvstores.sql._lift_timeouts`)."""
+    """`timeout` bounds connecting, not statements (see `kvstores.sql.mysql.lift_timeouts`)."""
     store = SQLByteStore(_url(server), table=table, timeout=1)
     sleep = "SELECT pg_sleep(3)" if server == "postgres" else "SELECT SLEEP(3)"
     try:

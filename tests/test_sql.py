@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from integration_tests.sql_layout import SQLRaw
 from kvstores import from_url
 from kvstores.errors import (
     BackendUnavailableError,
@@ -55,11 +56,19 @@ def make_store(tmp_path: Path) -> StoreFactory:
     return lambda namespace=None, ttl=None: SQLByteStore(url, namespace=namespace, ttl=ttl)
 
 
-class TestSQLiteFile(ByteStoreTests):
+class SQLiteFileRaw(SQLRaw):
+    @pytest.fixture(autouse=True)
+    def _raw_sqlite_file(self, tmp_path: Path) -> Iterator[None]:
+        self.raw_engine = create_engine(f"sqlite:///{tmp_path / 'kv.db'}")  # make_store's file
+        yield
+        self.raw_engine.dispose()
+
+
+class TestSQLiteFile(SQLiteFileRaw, ByteStoreTests):
     pass
 
 
-class TestSQLiteFileAsync(AsyncByteStoreTests):
+class TestSQLiteFileAsync(SQLiteFileRaw, AsyncByteStoreTests):
     pass
 
 
@@ -72,7 +81,13 @@ def memory_engine() -> Iterator[Engine]:
     engine.dispose()
 
 
-class TestSQLiteMemory(ByteStoreTests):
+class SQLiteMemoryRaw(SQLRaw):
+    @pytest.fixture(autouse=True)
+    def _raw_sqlite_memory(self, memory_engine: Engine) -> None:
+        self.raw_engine = memory_engine  # the database is the engine's one connection
+
+
+class TestSQLiteMemory(SQLiteMemoryRaw, ByteStoreTests):
     """One in-memory database shared by the stores of a test, through a user's engine."""
 
     @pytest.fixture
@@ -82,7 +97,7 @@ class TestSQLiteMemory(ByteStoreTests):
         )
 
 
-class TestSQLiteMemoryAsync(AsyncByteStoreTests):
+class TestSQLiteMemoryAsync(SQLiteMemoryRaw, AsyncByteStoreTests):
     @pytest.fixture
     def make_store(self, memory_engine: Engine) -> StoreFactory:
         return lambda namespace=None, ttl=None: SQLByteStore(
@@ -90,7 +105,7 @@ class TestSQLiteMemoryAsync(AsyncByteStoreTests):
         )
 
 
-class TestSQLiteAsyncEngine(AsyncByteStoreTests):
+class TestSQLiteAsyncEngine(SQLiteFileRaw, AsyncByteStoreTests):
     """Stores built from a user's `AsyncEngine` (aiosqlite) on a database file."""
 
     @pytest.fixture
