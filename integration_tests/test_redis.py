@@ -37,7 +37,7 @@ import redis.cluster
 import redis.connection
 
 import kvstores
-from kvstores import BackendUnavailableError, KVStoreError
+from kvstores import BackendUnavailableError, ByteStore, KVStoreError
 from kvstores.errors import ConfigurationError
 from kvstores.redis import RedisByteStore, key_prefix
 from kvstores.testing import (
@@ -138,11 +138,42 @@ def make_store(isolated: Isolated) -> StoreFactory:
 # The conformance kit
 
 
-class TestRedisByteStore(ByteStoreTests):
+class RedisRaw:
+    """The kit's raw storage hooks: plain redis-py GET/SET/UNLINK (a cluster client on the
+    cluster) on the documented key names, ``kvstores::<key>`` and
+    ``kvstores:<length of namespace>:<namespace>:<key>``, with this test's root in place of
+    ``kvstores:``."""
+
+    isolated: Isolated
+
+    @pytest.fixture(autouse=True)
+    def _raw_redis(self, isolated: Isolated) -> None:
+        self.isolated = isolated
+
+    def raw_name(self, store: ByteStore, key: str) -> bytes:
+        assert isinstance(store, RedisByteStore)
+        root, namespace = self.isolated.root, store.namespace
+        if namespace is None:
+            return f"{root}:{key}".encode()
+        return f"{root}{len(namespace)}:{namespace}:{key}".encode()
+
+    def raw_get(self, store: ByteStore, key: str) -> bytes | None:
+        value = self.isolated.raw.get(self.raw_name(store, key))
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def raw_set(self, store: ByteStore, key: str, value: bytes) -> None:
+        self.isolated.raw.set(self.raw_name(store, key), value)
+
+    def raw_delete(self, store: ByteStore, key: str) -> None:
+        self.isolated.raw.unlink(self.raw_name(store, key))
+
+
+class TestRedisByteStore(RedisRaw, ByteStoreTests):
     pass
 
 
-class TestRedisByteStoreAsync(AsyncByteStoreTests):
+class TestRedisByteStoreAsync(RedisRaw, AsyncByteStoreTests):
     pass
 
 
