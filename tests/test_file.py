@@ -3,14 +3,16 @@ stays inside the root, writes are atomic, expired files are reclaimed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from kvstores import from_url
+from kvstores import ByteStore, from_url
 from kvstores.file import LocalFileStore
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
 from kvstores.testing.conformance import AWKWARD_KEYS
@@ -22,11 +24,75 @@ def make_store(tmp_path: Path) -> StoreFactory:
     return lambda namespace=None, ttl=None: LocalFileStore(root, namespace=namespace, ttl=ttl)
 
 
-class TestLocalFileStore(ByteStoreTests):
+# The kit's raw storage hooks: plain file I/O under the layout README and kvstores/file.py
+# document, computed here from those rules (never with the store's own helpers).
+
+_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+_HAS_EXPIRY, _HAS_KEY = 1, 2  # header flags: an 8-byte big-endian float; a 4-byte length, key
+
+
+def documented_file_name(text: str) -> str:
+    """`[a-z0-9_-]` and a non-leading `.` as they are, every other character `%xx` per UTF-8
+    byte; a name over 140 characters: its first 75, `~`, and the SHA-256 of the text."""
+    name = "".join(c if c in _NAME_SAFE else "".join(f"%{b:02x}" for b in c.encode()) for c in text)
+    if name.startswith("."):
+        name = "%2e" + name[1:]
+    if len(name) > 140:
+        name = f"{name[:75]}~{hashlib.sha256(text.encode()).hexdigest()}"
+    return name
+
+
+class LocalFileRaw:
+    root: Path
+
+    @pytest.fixture(autouse=True)
+    def _raw_root(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "store"  # make_store's root
+
+    def raw_path(self, store: ByteStore, key: str) -> Path:
+        assert isinstance(store, LocalFileStore)
+        directory = self.root
+        if store.namespace is not None:
+            directory = directory / "~ns" / documented_file_name(store.namespace)
+        return directory / documented_file_name(key)
+
+    def raw_get(self, store: ByteStore, key: str) -> bytes | None:
+        path = self.raw_path(store, key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        flags, offset = data[0], 1
+        assert flags <= _HAS_EXPIRY | _HAS_KEY, f"{path.name}: header {flags}"
+        if flags & _HAS_EXPIRY:
+            offset += 8
+        if flags & _HAS_KEY:
+            (length,) = struct.unpack_from(">I", data, offset)
+            stored_key = data[offset + 4 : offset + 4 + length].decode()
+            assert stored_key == key, f"{path.name} holds the key {stored_key!r}"
+            offset += 4 + length
+        else:
+            assert "~" not in path.name, f"{path.name}: a long name without its key"
+        return data[offset:]
+
+    def raw_set(self, store: ByteStore, key: str, value: bytes) -> None:
+        path = self.raw_path(store, key)
+        header = b"\x00"
+        if "~" in path.name:
+            encoded = key.encode()
+            header = bytes([_HAS_KEY]) + struct.pack(">I", len(encoded)) + encoded
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(header + value)
+
+    def raw_delete(self, store: ByteStore, key: str) -> None:
+        self.raw_path(store, key).unlink(missing_ok=True)
+
+
+class TestLocalFileStore(LocalFileRaw, ByteStoreTests):
     pass
 
 
-class TestLocalFileStoreAsync(AsyncByteStoreTests):
+class TestLocalFileStoreAsync(LocalFileRaw, AsyncByteStoreTests):
     pass
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kvstores import ByteStore
 from kvstores.file import LocalFileStore
 from kvstores.memory import InMemoryByteStore, InMemoryStore
 from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
@@ -17,11 +18,28 @@ def make_store() -> StoreFactory:
     return lambda namespace=None, ttl=None: InMemoryByteStore(namespace=namespace, ttl=ttl)
 
 
-class TestInMemoryByteStore(ByteStoreTests):
+class InMemoryRaw:
+    """The kit's raw storage hooks: an in-memory store's storage is its own dict, under the
+    keys as given (each instance has its own data, so the namespace is not in the key)."""
+
+    def raw_get(self, store: ByteStore, key: str) -> bytes | None:
+        assert isinstance(store, InMemoryByteStore)
+        return store._data.get(key)
+
+    def raw_set(self, store: ByteStore, key: str, value: bytes) -> None:
+        assert isinstance(store, InMemoryByteStore)
+        store._data[key] = value
+
+    def raw_delete(self, store: ByteStore, key: str) -> None:
+        assert isinstance(store, InMemoryByteStore)
+        store._data.pop(key, None)
+
+
+class TestInMemoryByteStore(InMemoryRaw, ByteStoreTests):
     shares_data = False
 
 
-class TestInMemoryByteStoreAsync(AsyncByteStoreTests):
+class TestInMemoryByteStoreAsync(InMemoryRaw, AsyncByteStoreTests):
     shares_data = False
 
 

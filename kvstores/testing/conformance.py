@@ -147,6 +147,46 @@ PREFIXES = [
     "p|", "P", "pA", "pa", "p/", "p:", "p ", "p  ", "p\u00e9", "pe", "p🔑", "p" + "z" * 1023, "pzz",
 ]  # fmt: skip
 
+# Keys past the limits of the documented storage layouts: the file store names a file by a head
+# and a hash once its escaped name passes 140 characters ("%" and "é" escape to 3 and 6), SQL
+# holds a key of over 256 characters as its first 256, a hash and the rest.
+LONG_KEYS = [
+    "x" * 140,
+    "x" * 141,
+    "%" * 46,
+    "%" * 47,
+    "é" * 23,
+    "é" * 24,
+    "." * 300,
+    "f" * 75 + "a" * 100,
+    "f" * 75 + "b" * 100,
+    "y" * 256,
+    "y" * 257,
+    "h" * 256 + "1",
+    "h" * 256 + "2",
+    "h" * 256 + "2" + "🔑" * 500,
+    "日本" * 300,
+]
+# The raw storage tests write these keys, each with a value of its own (the first one b"").
+RAW_KEYS = list(dict.fromkeys(["a", "key-1", "model-x:v1/abc", *AWKWARD_KEYS, *LONG_KEYS]))
+RAW_PREFIXES = [
+    "", "a", "k", "K", "m", "model-x:v1/", ".", "..", "%", "%" * 46, "%" * 47, "é" * 24, "x" * 141,
+    "f" * 75, "f" * 75 + "b", "y" * 256, "h" * 256, "h" * 256 + "2", "h" * 256 + "2🔑",
+    "日本" * 200, "no such prefix", "~", "A",
+]  # fmt: skip
+# Namespaces of the raw storage tests: none, a plain one, an awkward one, one of the longest.
+RAW_NAMESPACES: list[str | None] = [None, "ns", "../Ns/*?%_ 🔑:x", "n" * 255 + "🔑"]
+RAW_NAMESPACE_IDS = ["no-namespace", "namespace", "awkward-namespace", "longest-namespace"]
+
+
+def raw_values(keys: Sequence[str]) -> list[bytes]:
+    """A distinct value for each of `keys`: the first is ``b""``, the others hold binary bytes."""
+    return [
+        b"" if i == 0 else f"{i}:".encode() + bytes(range(i % 7)) + b"\xff"
+        for i in range(len(keys))
+    ]
+
+
 BAD_KEYS: list[tuple[Any, type[Exception]]] = [
     ("", InvalidKeyError),
     ("k" * 1025, InvalidKeyError),
@@ -185,7 +225,12 @@ def run_in_threads(work: Callable[[T], object], args: Sequence[T]) -> None:
 class ByteStoreTests:
     """The conformance suite for a byte store, through its sync methods.
 
-    Needs a ``make_store`` fixture (see `StoreFactory`). Class attributes a subclass may set:
+    Needs a ``make_store`` fixture (see `StoreFactory`). A subclass may also give the raw
+    storage hooks `raw_get` and `raw_set` (and `raw_delete`), which read and write the
+    backend's storage without the store, under its documented layout: the kit then checks
+    that what the store writes is what the storage holds, and the reverse. The tests that
+    need a hook skip, saying so, where the class does not give it. Class attributes a
+    subclass may set:
     """
 
     #: Two ``make_store()`` stores share data (false only where each instance has its own data).
@@ -478,6 +523,144 @@ class ByteStoreTests:
         first.mdelete(["gone"])
         assert second.mget(["k", "gone"]) == [b"v", None]
         assert second.keys() == ["k"]
+
+    # Raw storage: the store against the backend's storage under its documented layout
+
+    def raw_get(self, store: ByteStore, key: str) -> bytes | None:
+        """The value the backend's storage holds for `key` in `store`'s namespace, read without
+        the store (plain files, a raw SQL connection, a raw client), ignoring any expiry;
+        `None` when it holds none. Not given by default: the tests using it then skip."""
+        raise NotImplementedError
+
+    def raw_set(self, store: ByteStore, key: str, value: bytes) -> None:
+        """Write `value` under `key` in `store`'s namespace into the backend's storage without
+        the store, as the store documents its layout (no expiry), replacing any entry there.
+        The kit has written and deleted a key through `store` first, so whatever the store
+        creates on first use (a table, a directory) exists. Not given by default."""
+        raise NotImplementedError
+
+    def raw_delete(self, store: ByteStore, key: str) -> None:
+        """Remove `key` of `store`'s namespace from the backend's storage without the store.
+        Optional: only `test_raw_deleted_entries_are_gone` needs it."""
+        raise NotImplementedError
+
+    def _require_raw(self, *hooks: str) -> None:
+        missing = [h for h in hooks if getattr(type(self), h) is getattr(ByteStoreTests, h)]
+        if missing:
+            pytest.skip(
+                f"{type(self).__name__} gives no {' / '.join(missing)} hook to reach the "
+                "backend's storage without the store"
+            )
+
+    def _raw_warm_up(self, kv: Ops) -> None:
+        """A key written and deleted through the store: whatever it creates on first use
+        exists before a raw write, and its delete must reach the storage."""
+        kv.mset([("raw-warm-up", b"w")])
+        assert self.raw_get(kv.store, "raw-warm-up") == b"w", "a store write is not in storage"
+        kv.mdelete(["raw-warm-up"])
+        assert self.raw_get(kv.store, "raw-warm-up") is None, "a store delete left it in storage"
+
+    def _raw_values_of(self, kv: Ops, keys: Sequence[str]) -> dict[str, bytes | None]:
+        return {key: self.raw_get(kv.store, key) for key in keys}
+
+    @pytest.mark.parametrize("namespace", RAW_NAMESPACES, ids=RAW_NAMESPACE_IDS)
+    def test_raw_store_written_values_are_in_storage(
+        self, open_store: Callable[..., Ops], namespace: str | None
+    ) -> None:
+        """Values written by the store are in the storage under the documented layout, and
+        deleted from it by `mdelete`: a store that wrote every key under a wrong name and
+        read it back the same wrong way would pass every other test, not this one."""
+        self._require_raw("raw_get")
+        kv = open_store(namespace)
+        values = raw_values(RAW_KEYS)
+        kv.mset(list(zip(RAW_KEYS, values, strict=True)))
+        assert self._raw_values_of(kv, RAW_KEYS) == dict(zip(RAW_KEYS, values, strict=True))
+        kv.mset([(RAW_KEYS[1], b"overwritten")])
+        assert self.raw_get(kv.store, RAW_KEYS[1]) == b"overwritten"
+        gone, kept = RAW_KEYS[::2], RAW_KEYS[1::2]
+        kv.mdelete(gone)
+        raw = self._raw_values_of(kv, RAW_KEYS)
+        assert [k for k in gone if raw[k] is not None] == [], "deleted keys left in storage"
+        assert [k for k in kept if raw[k] is None] == [], "mdelete removed other keys"
+
+    @pytest.mark.parametrize("namespace", [None, "ns"], ids=RAW_NAMESPACE_IDS[:2])
+    def test_raw_values_written_with_a_ttl_are_in_storage(
+        self, open_store: Callable[..., Ops], namespace: str | None
+    ) -> None:
+        self._require_raw("raw_get")
+        kv = open_store(namespace, ttl=600)
+        keys = ["a", "a/b", "x" * 141, "y" * 257, "日本" * 300]
+        values = raw_values(keys)
+        kv.mset(list(zip(keys, values, strict=True)))
+        assert self._raw_values_of(kv, keys) == dict(zip(keys, values, strict=True))
+
+    @pytest.mark.parametrize("namespace", RAW_NAMESPACES, ids=RAW_NAMESPACE_IDS)
+    def test_raw_written_values_are_read_listed_and_deleted(
+        self, open_store: Callable[..., Ops], namespace: str | None
+    ) -> None:
+        """Entries written into the storage under the documented layout, without the store,
+        are the store's: `mget` reads them, `yield_keys` lists them (by prefix too), `mdelete`
+        removes them from the storage."""
+        self._require_raw("raw_get", "raw_set")
+        kv = open_store(namespace)
+        self._raw_warm_up(kv)
+        values = raw_values(RAW_KEYS)
+        for key, value in zip(RAW_KEYS, values, strict=True):
+            self.raw_set(kv.store, key, value)
+        assert kv.mget([*RAW_KEYS, "absent"]) == [*values, None]
+        assert sorted(kv.keys()) == sorted(RAW_KEYS)
+        for prefix in RAW_PREFIXES:
+            expected = sorted(k for k in RAW_KEYS if k.startswith(prefix))
+            assert sorted(kv.keys(prefix=prefix)) == expected, f"prefix {prefix!r}"
+        gone, kept = RAW_KEYS[::2], RAW_KEYS[1::2]
+        kv.mdelete(gone)
+        raw = self._raw_values_of(kv, RAW_KEYS)
+        assert [k for k in gone if raw[k] is not None] == [], "deleted keys left in storage"
+        assert [k for k in kept if raw[k] is None] == [], "mdelete removed other keys"
+        assert sorted(kv.keys()) == sorted(kept)
+        kv.mset([(RAW_KEYS[1], b"overwritten")])
+        assert self.raw_get(kv.store, RAW_KEYS[1]) == b"overwritten"
+        assert kv.mget(RAW_KEYS[1:2]) == [b"overwritten"]
+
+    def test_raw_written_keys_stay_in_their_namespace(self, open_store: Callable[..., Ops]) -> None:
+        self._require_raw("raw_get", "raw_set")
+        stores = {ns: open_store(ns) for ns in (None, "a", "b", "a:b", "a:")}
+        for ops in stores.values():
+            self._raw_warm_up(ops)
+        keys = ["k", "b:k", ":b:k", "1:a:k", "x" * 300]
+        for namespace, ops in stores.items():
+            for key in keys:
+                self.raw_set(ops.store, key, f"{namespace}".encode())
+        for namespace, ops in stores.items():
+            assert ops.mget(keys) == [f"{namespace}".encode()] * len(keys), namespace
+            assert sorted(ops.keys()) == sorted(keys), namespace
+            assert sorted(ops.keys(prefix="b:")) == ["b:k"], namespace
+        # Deleting in one namespace deletes nothing of the others.
+        stores["a"].mdelete(keys)
+        assert stores["a"].keys() == []
+        for namespace, ops in stores.items():
+            expected = None if namespace == "a" else f"{namespace}".encode()
+            assert self._raw_values_of(ops, keys) == dict.fromkeys(keys, expected), namespace
+        # Entries of a namespace are invisible to the others, the no-namespace store included.
+        only_a = [f"only-a {i}" for i in range(3)]
+        for key in only_a:
+            self.raw_set(stores["a"].store, key, b"a")
+        for namespace, ops in stores.items():
+            mine = namespace == "a"
+            assert sorted(ops.keys()) == (only_a if mine else sorted(keys)), namespace
+            assert sorted(ops.keys(prefix="only")) == (only_a if mine else []), namespace
+            assert ops.mget(only_a) == [b"a" if mine else None] * len(only_a), namespace
+
+    def test_raw_deleted_entries_are_gone(self, open_store: Callable[..., Ops]) -> None:
+        self._require_raw("raw_get", "raw_delete")
+        kv = open_store("raw-delete")
+        keys = ["a", "b", "x" * 141, "y" * 257]
+        values = raw_values(["", *keys])[1:]
+        kv.mset(list(zip(keys, values, strict=True)))
+        for key in keys[::2]:
+            self.raw_delete(kv.store, key)
+        assert kv.mget(keys) == [None, values[1], None, values[3]]
+        assert sorted(kv.keys()) == sorted(keys[1::2])
 
     # Expiry
 
