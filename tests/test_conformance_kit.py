@@ -78,22 +78,27 @@ BROKEN_STORES = {
 }
 
 
+def _write_kit_test(pytester: pytest.Pytester, name: str, store_code: str, tests: str) -> None:
+    """Write the test module `name`: the kit's imports, then `store_code`, then `tests`."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    imports = """
+        import pytest
+        from kvstores.memory import InMemoryByteStore
+        from kvstores.testing import AsyncByteStoreTests, ByteStoreTests
+        """
+    source = "".join(textwrap.dedent(part) for part in (imports, store_code, tests))
+    pytester.makepyfile(**{name: source})
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN_STORES))
 @pytest.mark.parametrize("kit", ["ByteStoreTests", "AsyncByteStoreTests"])
 def test_kit_catches_broken_store(pytester: pytest.Pytester, name: str, kit: str) -> None:
     store_code, must_fail = BROKEN_STORES[name]
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(
-        test_broken=textwrap.dedent(
-            """
-            import pytest
-            from kvstores.memory import InMemoryByteStore
-            from kvstores.testing import AsyncByteStoreTests, ByteStoreTests
-            """
-        )
-        + textwrap.dedent(store_code)
-        + textwrap.dedent(
-            f"""
+    _write_kit_test(
+        pytester,
+        "test_broken",
+        store_code,
+        f"""
             @pytest.fixture
             def make_store():
                 def make(namespace=None, ttl=None):
@@ -102,8 +107,7 @@ def test_kit_catches_broken_store(pytester: pytest.Pytester, name: str, kit: str
 
             class TestBroken({kit}):
                 shares_data = False
-            """
-        )
+            """,
     )
     result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-k", " or ".join(must_fail))
     outcomes = result.parseoutcomes()
@@ -160,18 +164,11 @@ def test_raw_storage_tests_catch_a_consistently_wrong_store(
     pytester: pytest.Pytester, name: str, kit: str
 ) -> None:
     store_code, must_fail = RAW_WRONG_STORES[name]
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(
-        test_raw=textwrap.dedent(
-            """
-            import pytest
-            from kvstores.memory import InMemoryByteStore
-            from kvstores.testing import AsyncByteStoreTests, ByteStoreTests
-            """
-        )
-        + textwrap.dedent(store_code)
-        + textwrap.dedent(
-            f"""
+    _write_kit_test(
+        pytester,
+        "test_raw",
+        store_code,
+        f"""
             @pytest.fixture
             def make_store():
                 return lambda namespace=None, ttl=None: Store(namespace=namespace, ttl=ttl)
@@ -187,8 +184,7 @@ def test_raw_storage_tests_catch_a_consistently_wrong_store(
 
             class TestWithoutHooks({kit}):
                 shares_data = False
-            """
-        )
+            """,
     )
     result = pytester.runpytest("-q", "-rA", "-p", "no:cacheprovider", "-k", "raw_")
     output = result.stdout.str()
