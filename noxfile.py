@@ -49,6 +49,7 @@ _SERVICE_OF = {
     "KVSTORES_TEST_MYSQL_URL": "mysql",
     "KVSTORES_TEST_REDIS_URL": "redis",
     "KVSTORES_TEST_REDIS_CLUSTER_URL": "redis-cluster",
+    "KVSTORES_TEST_MONGODB_URL": "ferretdb",
 }
 
 

@@ -22,6 +22,7 @@ SERVERS = {
     "mariadb": "KVSTORES_TEST_MYSQL_URL",
     "redis": "KVSTORES_TEST_REDIS_URL",
     "redis-cluster": "KVSTORES_TEST_REDIS_CLUSTER_URL",
+    "mongodb": "KVSTORES_TEST_MONGODB_URL",
 }
 
 

@@ -25,6 +25,8 @@ _SCHEMES: dict[str, str] = {
     "unix": "kvstores.redis:RedisByteStore",
     "redis+cluster": "kvstores.redis:RedisByteStore",
     "rediss+cluster": "kvstores.redis:RedisByteStore",
+    "mongodb": "kvstores.mongodb:MongoDBByteStore",
+    "mongodb+srv": "kvstores.mongodb:MongoDBByteStore",
 }
 _SQL = "kvstores.sql:SQLByteStore"
 # The SQLAlchemy dialects `SQLByteStore` supports: "dialect" or "dialect+driver".

@@ -2,8 +2,8 @@
 # Start/stop real database servers for kvstores integration tests, as plain
 # processes (no Docker, no systemd):
 #
-#   scripts/services.sh start [postgres|mysql|redis|redis-cluster ...]  # default: all four
-#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster ...]  # default: all four
+#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
+#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
 #   scripts/services.sh env
 #
 # `start` and `env` print `export KVSTORES_TEST_*_URL=...` lines on stdout and
@@ -13,7 +13,9 @@
 # useradd, runuser). Servers bind 127.0.0.1 on non-default ports so they never
 # collide with system instances; KVSTORES_POSTGRES_PORT (55432),
 # KVSTORES_MYSQL_PORT (53306), KVSTORES_REDIS_PORT (56379) and
-# KVSTORES_REDIS_CLUSTER_PORTS ("57001 57002 57003") override them.
+# KVSTORES_REDIS_CLUSTER_PORTS ("57001 57002 57003"), KVSTORES_MONGODB_PORT
+# (57017, FerretDB) and KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
+# PostgreSQL) override them.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
@@ -30,7 +32,7 @@ set -euo pipefail
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # In this order: start order of the default set, and order of the env lines.
-ALL_SERVICES=(postgres mysql redis redis-cluster)
+ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb)
 
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
