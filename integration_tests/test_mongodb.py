@@ -3,7 +3,7 @@ services script runs FerretDB 1.24.2 over PostgreSQL): the conformance kit, sync
 stores built from a URL, from a `MongoClient` and from an `AsyncMongoClient`, with raw pymongo
 hooks on the documented layout, the Hypothesis state machine, `MongoDBStore`'s documents, the
 TTL index or `purge_expired`, what each operation sends (counted by pymongo's command
-monitoring on a client given to the store), listing and its resumption after a lost cursor,
+monitoring on a client given to the store), keyset listing and writes between its pages,
 errors of the server, given clients and their twins, and timeouts.
 
 Isolation: each test uses a collection of its own, dropped afterwards. Tests that meet a
@@ -359,46 +359,6 @@ def test_async_chunks_are_sent_concurrently(url_place: Place) -> None:
     assert url_place.coll.count_documents({}) == 30
 
 
-def test_listing_is_a_sorted_range_read_a_page_at_a_time(watched: Watched) -> None:
-    store, commands = watched.store(namespace="ns"), watched.commands
-    store.page_size = 10
-    store.mset([(f"a{i:03d}", b"v") for i in range(25)] + [("b", b"v")])
-    commands.clear()
-    assert list(store.yield_keys(prefix="a")) == [f"a{i:03d}" for i in range(25)]
-    # One find: the pages are its cursor's batches.
-    assert commands.names() == ["find", "getMore", "getMore"]
-    find = commands.sent[0][1]
-    assert find["filter"]["_id"] == {"$gte": "kvstores:2:ns:a", "$lt": "kvstores:2:ns:b"}
-    assert find["sort"] == {"_id": 1}
-    assert find["projection"] == {"_id": True}
-    assert find["batchSize"] == 10
-    assert all(command["batchSize"] == 10 for _, command in commands.sent[1:])
-
-
-def test_listing_resumes_after_a_lost_cursor(watched: Watched) -> None:
-    store, commands = watched.store(), watched.commands
-    store.page_size = 10
-    store.mset([(f"k{i:03d}", b"v") for i in range(35)])
-    commands.clear()
-    keys = store.yield_keys()
-    listed = [next(keys) for _ in range(10)]  # the first page; no getMore sent yet
-    ((name, reply),) = commands.replies
-    assert name == "find"
-    # The server drops the cursor (as it does after 10 idle minutes).
-    killed = watched.place.db.command(
-        "killCursors", watched.place.name, cursors=[reply["cursor"]["id"]]
-    )
-    assert killed["cursorsKilled"] == [reply["cursor"]["id"]]
-    listed += keys
-    assert listed == [f"k{i:03d}" for i in range(35)]
-    assert [(name, failure["code"]) for name, failure in commands.failures] == [
-        ("getMore", 43)  # CursorNotFound
-    ]
-    finds = [command for name, command in commands.sent if name == "find"]
-    assert len(finds) == 2
-    assert finds[1]["filter"]["_id"] == {"$gt": "kvstores::k009", "$lt": "kvstores:;"}
-
-
 # Layout, expiry
 
 
@@ -407,6 +367,63 @@ def url_place() -> Iterator[Place]:
     made = Place("url")
     yield made
     made.close()
+
+
+def test_listing_is_keyset_pages_of_a_sorted_range(watched: Watched) -> None:
+    store, commands = watched.store(namespace="ns"), watched.commands
+    store.page_size = 10
+    store.mset([(f"a{i:03d}", b"v") for i in range(25)] + [("b", b"v")])
+    commands.clear()
+    assert list(store.yield_keys(prefix="a")) == [f"a{i:03d}" for i in range(25)]
+    # One find per page, each starting after the last key of the page before; its one
+    # reply closes the cursor: no getMore, no cursor left open between pages.
+    assert commands.names() == ["find", "find", "find"]
+    finds = [command for _, command in commands.sent]
+    assert [find["filter"]["_id"] for find in finds] == [
+        {"$gte": "kvstores:2:ns:a", "$lt": "kvstores:2:ns:b"},
+        {"$gt": "kvstores:2:ns:a009", "$lt": "kvstores:2:ns:b"},
+        {"$gt": "kvstores:2:ns:a019", "$lt": "kvstores:2:ns:b"},
+    ]
+    for find in finds:
+        assert find["sort"] == {"_id": 1}
+        assert find["projection"] == {"_id": True}
+        assert find["limit"] == 10  # pymongo asks a batch of limit + 1: one reply
+    assert all(reply["cursor"]["id"] == 0 for _, reply in commands.replies)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_writes_between_pages_do_not_disturb_a_listing(url_place: Place, use_async: bool) -> None:
+    """Keys behind the listing's position are not listed again, keys ahead of it appear,
+    keys deleted ahead of it do not, and nothing is listed twice."""
+    store = url_place.store()
+    store.page_size = 10
+    store.mset([(f"k{i:03d}", b"v") for i in range(0, 60, 2)])  # k000, k002, ..., k058
+
+    def write_between_pages() -> None:
+        store.mset([("k001", b"v"), ("k041", b"v")])  # behind, ahead
+        store.mdelete(["k050"])  # ahead
+
+    expected = [f"k{i:03d}" for i in range(0, 60, 2) if i != 50]
+    expected.insert(expected.index("k042"), "k041")
+    if use_async:
+
+        async def main() -> list[str]:
+            listed: list[str] = []
+            async for key in store.ayield_keys():
+                listed.append(key)
+                if len(listed) == 10:
+                    await asyncio.to_thread(write_between_pages)
+            await store.aclose()
+            return listed
+
+        assert asyncio.run(main()) == expected
+    else:
+        listed = []
+        for key in store.yield_keys():
+            listed.append(key)
+            if len(listed) == 10:
+                write_between_pages()
+        assert listed == expected
 
 
 def test_layout_as_documented(url_place: Place) -> None:

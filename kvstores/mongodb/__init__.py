@@ -49,11 +49,12 @@ sent concurrently by the async methods:
 - `mset`: one unordered ``bulk_write`` of ``ReplaceOne({"_id": id}, {"v": ..., ["exp":
   ...]}, upsert=True)``;
 - `mdelete`: ``delete_many({"_id": {"$in": ids}})``;
-- `yield_keys(prefix=p)`: one ``find`` on the range ``{"_id": {"$gte": ns + p, "$lt":
-  upper bound}}`` (never a regex built from user input; the ``_id`` index serves it on
-  MongoDB), sorted by ``_id``, projected to it, read a page of 1000 keys (`page_size`) per
-  round trip; if the server drops the cursor (idle over 10 minutes), the listing resumes
-  after the last key it gave;
+- `yield_keys(prefix=p)`: keyset pages of 1000 keys (`page_size`), each one ``find`` on
+  the range ``{"_id": {"$gte": ns + p, "$lt": upper bound}}`` (never a regex built from
+  user input; the ``_id`` index serves it on MongoDB), the pages after the first starting
+  at ``"$gt"`` the last key given, sorted by ``_id``, projected to it, with limit and batch
+  size a page: one reply per page, no cursor left open between pages (none to lose to the
+  server's idle timeout, and writes between pages never disturb the listing);
 - `count_keys(prefix=p)`: ``count_documents`` on the same range.
 
 Empty batches send nothing. Documents are read with the stores' own codec options (plain

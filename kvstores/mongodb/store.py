@@ -17,9 +17,11 @@ from kvstores.backend import (
     BackendStore,
     KVStoreError,
     PerLoop,
+    akeyset_pages,
     check_timeout,
     chunked,
     error_reason,
+    keyset_pages,
     mask_url,
     namespace_prefix,
     prefix_upper_bound,
@@ -31,7 +33,6 @@ from kvstores.mongodb.connect import (
     DEFAULT_DATABASE,
     AsyncCollection,
     AsyncMongoClient,
-    CursorNotFound,
     MongoClient,
     OperationFailure,
     PyMongoCollection,
@@ -47,7 +48,7 @@ from kvstores.mongodb.connect import (
     parse_url,
     sync_twin,
 )
-from kvstores.mongodb.runner import Emit, Program, alisting, arun, listing, run
+from kvstores.mongodb.runner import Program, arun, run
 from kvstores.mongodb.values import MAX_DOCUMENT_VALUE, check_documents
 
 __all__ = ["MongoDBByteStore", "MongoDBStore", "document_id"]
@@ -383,39 +384,41 @@ class MongoDBBase(BackendStore[V]):
     # Listing
 
     def _yield_keys(self, prefix: str) -> Iterator[str]:
-        return listing(lambda: self._listing_program(self._sync(), prefix), self._errors)
+        def fetch(after: str | None, limit: int) -> list[str]:
+            return self._run(self._page_program, (prefix, after, limit))
+
+        return keyset_pages(fetch, self.page_size)
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         if self._given_async is None and self._async_clients is None:
             return super()._ayield_keys(prefix)  # in a worker thread
 
-        async def open_program() -> Program[None]:
-            return self._listing_program(await self._async(), prefix)
+        async def fetch(after: str | None, limit: int) -> list[str]:
+            collection = await self._async()
+            return await arun(self._page_program(collection, (prefix, after, limit)), self._errors)
 
-        return alisting(open_program, self._errors)
+        return akeyset_pages(fetch, self.page_size)
 
-    def _listing_program(self, collection: Any, prefix: str) -> Program[None]:
-        """One ``find`` on the ``_id`` range of the namespace and prefix, sorted by ``_id``
-        and projected to it, read a page (cursor batch) at a time; if the server drops the
-        cursor (idle for 10 minutes), a new one resumes after the last key (keyset)."""
-        page, skip = self.page_size, len(self._prefix)
-        after: str | None = None
-        while True:
-            query = self._range(prefix)
-            if after is not None:
-                query["_id"]["$gt"] = after
-                del query["_id"]["$gte"]
-            cursor = collection.find(self._live(query), _KEY, sort=_BY_ID, batch_size=page)
-            while True:
-                try:
-                    (docs,) = yield [partial(cursor.to_list, page)]
-                except CursorNotFound:
-                    break
-                if docs:
-                    after = docs[-1]["_id"]
-                    yield Emit([doc["_id"][skip:] for doc in docs])
-                if len(docs) < page:
-                    return
+    def _page_program(
+        self, collection: Any, page: tuple[str, str | None, int]
+    ) -> Program[list[str]]:
+        """A keyset page: one ``find`` on the ``_id`` range of the namespace and prefix, after
+        the last key of the page before, sorted by ``_id``, projected to it and limited to a
+        page, whose one reply closes the cursor (no cursor outlives a page, so none is lost
+        to the server's idle timeout and writes between pages never disturb a listing)."""
+        prefix, after, limit = page
+        query = self._range(prefix)
+        if after is not None:
+            span = query["_id"]
+            del span["$gte"]
+            span["$gt"] = self._prefix + after
+        (docs,) = yield [partial(self._find_keys, collection, self._live(query), limit)]
+        skip = len(self._prefix)
+        return [doc["_id"][skip:] for doc in docs]
+
+    @staticmethod
+    def _find_keys(collection: Any, query: dict[str, Any], limit: int) -> Any:
+        return collection.find(query, _KEY, sort=_BY_ID, limit=limit, batch_size=limit).to_list()
 
     # Lifecycle
 
