@@ -14,6 +14,9 @@ which may change without notice. Nothing here imports a driver.
 - **Batches and pages**: `chunked`, `keyset_pages` / `akeyset_pages` (a page of keys after
   the last one, until a short page), `prefix_upper_bound` (``prefix <= key < bound``, an
   index range).
+- **Programs**: an operation written once as a generator of requests (`Program`), run by
+  `drive` with sync I/O or `adrive` with async I/O (`advance` and `Done` to step one by
+  hand), so that only the I/O differs between a backend's sync and async methods.
 - **Threads**: `to_thread`, and `aiter_in_thread` (a blocking iterator a page at a time).
 - **Async clients**: `PerLoop`, one async client per event loop, closed with its loop.
 - **Errors**: `DriverErrors` maps a driver's exceptions to `BackendUnavailableError` /
@@ -46,6 +49,7 @@ from kvstores._paging import (
     prefix_upper_bound,
     to_thread,
 )
+from kvstores._programs import Done, Outcome, Program, adrive, advance, drive
 from kvstores._registry import ENTRY_POINT_GROUP, require, store_class
 from kvstores._urls import (
     COMMON_OPTIONS,
@@ -87,11 +91,16 @@ __all__ = [
     "BaseStore",
     "ByteStore",
     "ConfigurationError",
+    "Done",
     "DriverErrors",
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
+    "Outcome",
     "PerLoop",
+    "Program",
+    "adrive",
+    "advance",
     "aiter_in_thread",
     "akeyset_pages",
     "check_keys",
@@ -104,6 +113,7 @@ __all__ = [
     "chunked",
     "coerce_byte_values",
     "coerce_object_values",
+    "drive",
     "error_reason",
     "keyset_pages",
     "mask_secrets",

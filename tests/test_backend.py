@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from typing import Any
 
 import pytest
 
 import kvstores.backend as toolkit
 from kvstores.backend import (
     BackendUnavailableError,
+    Done,
     DriverErrors,
     KVStoreError,
+    Outcome,
     PerLoop,
+    adrive,
+    advance,
+    drive,
     error_reason,
     namespace_prefix,
     shorten_key,
@@ -250,3 +256,54 @@ def test_forget_all_does_no_io() -> None:
         assert clients.log == ["forgot 1"]
     finally:
         loop.close()
+
+
+# Programs
+
+
+def _doubling(items: list[int]) -> Any:
+    """A program: asks for each item's double, recovers from a refused request."""
+    total = 0
+    for item in items:
+        try:
+            total += yield ("double", item)
+        except ValueError:
+            total -= 1000
+    return total
+
+
+def _perform(request: tuple[str, int]) -> Outcome:
+    _, item = request
+    if item < 0:
+        return None, ValueError("negative")
+    return item * 2, None
+
+
+async def _aperform(request: tuple[str, int]) -> Outcome:
+    await asyncio.sleep(0)
+    return _perform(request)
+
+
+def test_drive_and_adrive_run_the_same_program() -> None:
+    assert drive(_doubling([1, 2, 3]), _perform) == 12
+    assert asyncio.run(adrive(_doubling([1, 2, 3]), _aperform)) == 12
+    # An error a request raised is thrown into the program where it yielded.
+    assert drive(_doubling([1, -1]), _perform) == 2 - 1000
+    assert asyncio.run(adrive(_doubling([1, -1]), _aperform)) == 2 - 1000
+
+
+def test_an_error_the_program_does_not_handle_propagates() -> None:
+    def program() -> Any:
+        yield ("double", -1)
+        return 0
+
+    with pytest.raises(ValueError, match="negative"):
+        drive(program(), _perform)
+
+
+def test_advance_steps_by_hand() -> None:
+    program = _doubling([5])
+    assert advance(program) == ("double", 5)
+    done = advance(program, 10)
+    assert isinstance(done, Done)
+    assert done.value == 10

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
-from kvstores.backend import DriverErrors, require
+from kvstores.backend import DriverErrors, Outcome, adrive, drive, require
 
 require("pymongo", "mongodb")
 
@@ -32,27 +32,6 @@ Program: TypeAlias = Generator[Request, Any, T]
 DRIVER_ERRORS = (PyMongoError, BSONError)
 
 
-class Stepper(Generic[T]):
-    """Drives a program: `calls` is its pending request (`None` once it is done, with its
-    `result`)."""
-
-    __slots__ = ("calls", "program", "result")
-
-    def __init__(self, program: Program[T]) -> None:
-        self.program = program
-        self.calls: Request | None = None
-        self.result: Any = None
-        self.send(None, None)
-
-    def send(self, replies: Any, error: BaseException | None) -> None:
-        """Hand the program the replies to its request (or throw in the error)."""
-        program = self.program
-        try:
-            self.calls = program.send(replies) if error is None else program.throw(error)
-        except StopIteration as stop:
-            self.calls, self.result = None, stop.value
-
-
 def _malformed(exc: KeyError) -> PyMongoError:
     """pymongo's `KeyError` on a reply that lacks a field (FerretDB's replies to a failed
     bulk write lack ``nModified``), as the driver error it stands for."""
@@ -61,7 +40,7 @@ def _malformed(exc: KeyError) -> PyMongoError:
     return error
 
 
-def _perform(calls: list[Callable[[], Any]]) -> tuple[Any, BaseException | None]:
+def _perform(calls: list[Callable[[], Any]]) -> Outcome:
     try:
         return [call() for call in calls], None
     except DRIVER_ERRORS as exc:
@@ -70,7 +49,7 @@ def _perform(calls: list[Callable[[], Any]]) -> tuple[Any, BaseException | None]
         return None, _malformed(exc)
 
 
-async def _aperform(calls: list[Callable[[], Any]]) -> tuple[Any, BaseException | None]:
+async def _aperform(calls: list[Callable[[], Any]]) -> Outcome:
     try:
         if len(calls) == 1:  # no task for the common case
             return [await calls[0]()], None
@@ -84,18 +63,10 @@ async def _aperform(calls: list[Callable[[], Any]]) -> tuple[Any, BaseException 
 def run(program: Program[T], errors: DriverErrors) -> T:
     """Run a program with sync pymongo calls: its result; driver errors mapped by `errors`."""
     with errors:
-        stepper = Stepper(program)
-        while stepper.calls is not None:
-            stepper.send(*_perform(stepper.calls))
-    result: T = stepper.result
-    return result
+        return drive(program, _perform)
 
 
 async def arun(program: Program[T], errors: DriverErrors) -> T:
     """The async twin of `run`, with pymongo's async API."""
     async with errors:
-        stepper = Stepper(program)
-        while stepper.calls is not None:
-            stepper.send(*await _aperform(stepper.calls))
-    result: T = stepper.result
-    return result
+        return await adrive(program, _aperform)

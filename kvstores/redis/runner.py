@@ -31,9 +31,9 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
-from kvstores.backend import DriverErrors
+from kvstores.backend import Done, DriverErrors, Outcome, adrive, advance, drive
 from kvstores.redis.cluster import aon_nodes, on_nodes
 from kvstores.redis.driver import DRIVER_ERRORS
 
@@ -42,26 +42,6 @@ __all__ = ["AsyncClientIO", "ClientIO", "Program", "alisting", "arun", "listing"
 T = TypeVar("T")
 Request: TypeAlias = tuple[str, Any]
 Program: TypeAlias = Generator[Request, Any, T]
-Outcome: TypeAlias = tuple[Any, BaseException | None]  # a reply, or the error raised instead
-
-
-class Done(Generic[T]):
-    """The end of a program: its result."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-
-
-def advance(
-    program: Program[T], reply: Any = None, error: BaseException | None = None
-) -> Request | Done[T]:
-    """Hand `program` a reply (or throw in an error): its next request, or `Done`."""
-    try:
-        return program.send(reply) if error is None else program.throw(error)
-    except StopIteration as stop:
-        return Done(stop.value)
 
 
 def step(
@@ -121,10 +101,7 @@ class ClientIO(Verbs):
 
 def run(io: ClientIO, program: Program[T]) -> T:
     """Run an operation's program with a sync client: its result."""
-    request = advance(program)
-    while not isinstance(request, Done):
-        request = advance(program, *io.perform(request))
-    return request.value
+    return drive(program, io.perform)
 
 
 def listing(
@@ -171,10 +148,7 @@ class AsyncClientIO(Verbs):
 
 async def arun(io: AsyncClientIO, program: Program[T]) -> T:
     """Run an operation's program with an asyncio client: its result."""
-    request = advance(program)
-    while not isinstance(request, Done):
-        request = advance(program, *await io.perform(request))
-    return request.value
+    return await adrive(program, io.perform)
 
 
 async def alisting(
