@@ -21,6 +21,9 @@
 # name with "-" turned into "_", e.g. redis_cluster):
 #   <fn>_packages  print the apt packages it needs that are missing, one a line
 #   <fn>_start     start it unless ours is already running (idempotent)
+#   <fn>_wait      (optional) wait until what <fn>_start launched serves; runs
+#                  after every requested server was started, so slow ones boot
+#                  side by side
 #   <fn>_stop      stop only the processes of it that we started
 #   <fn>_env       print its `export KVSTORES_TEST_*_URL='...'` line if ours runs
 #   <fn>_check     (optional) validate its settings; runs before every command
@@ -105,6 +108,11 @@ cmd_start() {
     ensure_packages "${SERVICES[@]}"
     for s in "${SERVICES[@]}"; do
         "$(fn "$s")_start"
+    done
+    for s in "${SERVICES[@]}"; do
+        if declare -F "$(fn "$s")_wait" >/dev/null; then
+            "$(fn "$s")_wait"
+        fi
     done
     write_env
     cat "$STATE/env"
