@@ -2,8 +2,9 @@
 # Start/stop real database servers for kvstores integration tests, as plain
 # processes (no Docker, no systemd):
 #
-#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
-#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
+#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb|cassandra ...]
+#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra ...]
+#   (no names: all of them)
 #   scripts/services.sh env
 #
 # `start` and `env` print `export KVSTORES_TEST_*_URL=...` lines on stdout and
@@ -14,8 +15,10 @@
 # collide with system instances; KVSTORES_POSTGRES_PORT (55432),
 # KVSTORES_MYSQL_PORT (53306), KVSTORES_REDIS_PORT (56379) and
 # KVSTORES_REDIS_CLUSTER_PORTS ("57001 57002 57003"), KVSTORES_MONGODB_PORT
-# (57017, FerretDB) and KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
-# PostgreSQL) override them.
+# (57017, FerretDB), KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
+# PostgreSQL) and KVSTORES_CASSANDRA_PORT (59042; storage port
+# KVSTORES_CASSANDRA_STORAGE_PORT 57100, JMX KVSTORES_CASSANDRA_JMX_PORT 57199)
+# override them.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
@@ -35,7 +38,7 @@ set -euo pipefail
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # In this order: start order of the default set, and order of the env lines.
-ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb)
+ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra)
 
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
@@ -47,7 +50,7 @@ done
 unset _s
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
