@@ -2,8 +2,8 @@
 # Start/stop real database servers for kvstores integration tests, as plain
 # processes (no Docker, no systemd):
 #
-#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb|cassandra ...]
-#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra ...]
+#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
+#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
 #   (no names: all of them)
 #   scripts/services.sh env
 #
@@ -16,9 +16,11 @@
 # KVSTORES_MYSQL_PORT (53306), KVSTORES_REDIS_PORT (56379) and
 # KVSTORES_REDIS_CLUSTER_PORTS ("57001 57002 57003"), KVSTORES_MONGODB_PORT
 # (57017, FerretDB), KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
-# PostgreSQL) and KVSTORES_CASSANDRA_PORT (59042; storage port
+# PostgreSQL), KVSTORES_CASSANDRA_PORT (59042; storage port
 # KVSTORES_CASSANDRA_STORAGE_PORT 57100, JMX KVSTORES_CASSANDRA_JMX_PORT 57199)
-# override them.
+# and KVSTORES_CASSANDRA_CLUSTER_PORT (59043 on 127.0.0.1-3; storage port
+# KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT 57101, JMX
+# KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") override them.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
@@ -38,7 +40,7 @@ set -euo pipefail
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # In this order: start order of the default set, and order of the env lines.
-ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra)
+ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster)
 
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
