@@ -50,6 +50,8 @@ _SERVICE_OF = {
     "KVSTORES_TEST_REDIS_URL": "redis",
     "KVSTORES_TEST_REDIS_CLUSTER_URL": "redis-cluster",
     "KVSTORES_TEST_MONGODB_URL": "ferretdb",
+    "KVSTORES_TEST_CASSANDRA_URL": "cassandra",
+    "KVSTORES_TEST_CASSANDRA_CLUSTER_URL": "cassandra-cluster",
 }
 
 

@@ -2,8 +2,9 @@
 # Start/stop real database servers for kvstores integration tests, as plain
 # processes (no Docker, no systemd):
 #
-#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
-#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb ...]  # default: all
+#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
+#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
+#   (no names: all of them)
 #   scripts/services.sh env
 #
 # `start` and `env` print `export KVSTORES_TEST_*_URL=...` lines on stdout and
@@ -14,13 +15,20 @@
 # collide with system instances; KVSTORES_POSTGRES_PORT (55432),
 # KVSTORES_MYSQL_PORT (53306), KVSTORES_REDIS_PORT (56379) and
 # KVSTORES_REDIS_CLUSTER_PORTS ("57001 57002 57003"), KVSTORES_MONGODB_PORT
-# (57017, FerretDB) and KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
-# PostgreSQL) override them.
+# (57017, FerretDB), KVSTORES_FERRETDB_POSTGRES_PORT (55433, its own
+# PostgreSQL), KVSTORES_CASSANDRA_PORT (59042; storage port
+# KVSTORES_CASSANDRA_STORAGE_PORT 57100, JMX KVSTORES_CASSANDRA_JMX_PORT 57199)
+# and KVSTORES_CASSANDRA_CLUSTER_PORT (59043 on 127.0.0.1-3; storage port
+# KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT 57101, JMX
+# KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") override them.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
 #   <fn>_packages  print the apt packages it needs that are missing, one a line
 #   <fn>_start     start it unless ours is already running (idempotent)
+#   <fn>_wait      (optional) wait until what <fn>_start launched serves; runs
+#                  after every requested server was started, so slow ones boot
+#                  side by side
 #   <fn>_stop      stop only the processes of it that we started
 #   <fn>_env       print its `export KVSTORES_TEST_*_URL='...'` line if ours runs
 #   <fn>_check     (optional) validate its settings; runs before every command
@@ -32,7 +40,7 @@ set -euo pipefail
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # In this order: start order of the default set, and order of the env lines.
-ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb)
+ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster)
 
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
@@ -44,7 +52,7 @@ done
 unset _s
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -105,6 +113,11 @@ cmd_start() {
     ensure_packages "${SERVICES[@]}"
     for s in "${SERVICES[@]}"; do
         "$(fn "$s")_start"
+    done
+    for s in "${SERVICES[@]}"; do
+        if declare -F "$(fn "$s")_wait" >/dev/null; then
+            "$(fn "$s")_wait"
+        fi
     done
     write_env
     cat "$STATE/env"
