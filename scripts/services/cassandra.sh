@@ -250,8 +250,8 @@ hints_directory: $dir/hints
 cdc_raw_directory: $dir/cdc_raw
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
-# The largest mutation is half a segment: 32 MiB.
-commitlog_segment_size: 64MiB
+# commitlog_segment_size: Cassandra's default, 32 MiB, so the largest mutation
+# is 16 MiB, as on a stock server (the stores' value ceiling is checked on it).
 # TRUNCATE and DROP would snapshot first: slow, and fills the disk in tests.
 auto_snapshot: false
 memtable_heap_space: 128MiB
@@ -259,15 +259,8 @@ memtable_offheap_space: 128MiB
 key_cache_size: 16MiB
 file_cache_size: 64MiB
 concurrent_compactors: 1
-# Stores write unlogged batches into one partition: ~100 rows of up to a few
-# hundred KiB each. Such a batch is one mutation, so up to 32 MiB (half a
-# commitlog segment) fits; let requests of that size through too (with -Xmx1G
-# the CQL message limit would be 25.6 MiB).
-batch_size_warn_threshold: 1024KiB
-batch_size_fail_threshold: 32768KiB
-native_transport_max_message_size: 32MiB
-native_transport_max_request_data_in_flight_per_ip: 64MiB
-native_transport_max_request_data_in_flight: 128MiB
+# Batch size thresholds and the CQL message limit: Cassandra's defaults, as on a
+# stock server (the stores' single-partition batches are checked against them).
 # A loaded CI machine (several JVMs on two cores): longer server-side timeouts
 # and a less eager failure detector than production defaults.
 read_request_timeout: 10000ms
