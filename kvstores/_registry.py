@@ -27,6 +27,7 @@ _SCHEMES: dict[str, str] = {
     "rediss+cluster": "kvstores.redis:RedisByteStore",
     "mongodb": "kvstores.mongodb:MongoDBByteStore",
     "mongodb+srv": "kvstores.mongodb:MongoDBByteStore",
+    "cassandra": "kvstores.cassandra:CassandraByteStore",
 }
 _SQL = "kvstores.sql:SQLByteStore"
 # The SQLAlchemy dialects `SQLByteStore` supports: "dialect" or "dialect+driver".

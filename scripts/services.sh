@@ -6,9 +6,12 @@
 #   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
 #   (no names: all of them)
 #   scripts/services.sh env
+#   scripts/services.sh stop-node  cassandra-cluster N   (node N, 1-based; data kept)
+#   scripts/services.sh start-node cassandra-cluster N   (restart it on its data)
 #
-# `start` and `env` print `export KVSTORES_TEST_*_URL=...` lines on stdout and
-# everything else on stderr, so `eval "$(scripts/services.sh start)"` works.
+# `start`, `start-node` and `env` print `export KVSTORES_TEST_*_URL=...` lines
+# on stdout and everything else on stderr, so `eval "$(scripts/services.sh
+# start)"` works.
 # All state (data, logs, pid files, env file) lives in
 # ${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}. Must run as root (apt,
 # useradd, runuser). Servers bind 127.0.0.1 on non-default ports so they never
@@ -32,6 +35,11 @@
 #   <fn>_stop      stop only the processes of it that we started
 #   <fn>_env       print its `export KVSTORES_TEST_*_URL='...'` line if ours runs
 #   <fn>_check     (optional) validate its settings; runs before every command
+#   <fn>_stop_node N / <fn>_start_node N
+#                  (optional, multi-node services) stop node N (1-based) keeping
+#                  its data / start it again on that data and wait until it
+#                  serves and its peers see it; <fn>_env must still print the
+#                  URL while a node is down
 # The helpers they use live in scripts/services/lib.sh. Adding a server is one
 # new file plus its name in ALL_SERVICES below.
 # shellcheck source-path=SCRIPTDIR
@@ -52,7 +60,7 @@ done
 unset _s
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -139,6 +147,36 @@ cmd_stop() {
     write_env
 }
 
+# SERVICE N: the service must have per-node hooks (<fn>_stop_node and
+# <fn>_start_node); N is validated by them.
+node_service() {
+    (($# == 2)) || usage
+    [[ " ${ALL_SERVICES[*]} " == *" $1 "* ]] ||
+        die "unknown service '$1' (expected: ${ALL_SERVICES[*]})"
+    if ! declare -F "$(fn "$1")_stop_node" >/dev/null || ! declare -F "$(fn "$1")_start_node" >/dev/null; then
+        die "service '$1' has no per-node stop/start (not a multi-node service with <fn>_stop_node/<fn>_start_node hooks)"
+    fi
+}
+
+cmd_stop_node() {
+    node_service "$@"
+    [[ -d $STATE/pids ]] || die "$1 is not running ($STATE/pids does not exist)"
+    take_lock
+    "$(fn "$1")_stop_node" "$2"
+    write_env
+}
+
+cmd_start_node() {
+    node_service "$@"
+    [[ -d $STATE/pids ]] || die "$1 is not running ($STATE/pids does not exist); run: $0 start $1"
+    take_lock
+    ensure_user
+    ensure_state_dir
+    "$(fn "$1")_start_node" "$2"
+    write_env
+    cat "$STATE/env"
+}
+
 cmd_env() {
     [[ -s $STATE/env ]] || die "no services running ($STATE/env missing); run: $0 start"
     cat "$STATE/env"
@@ -161,6 +199,10 @@ main() {
     start | stop)
         ((EUID == 0)) || die "must run as root (installs packages, switches users)"
         "cmd_$cmd" "$@"
+        ;;
+    stop-node | start-node)
+        ((EUID == 0)) || die "must run as root (signals and launches the service user's processes)"
+        "cmd_${cmd//-/_}" "$@"
         ;;
     env)
         (($# == 0)) || usage

@@ -19,10 +19,11 @@ CASSANDRA_CLUSTER_PORT="${KVSTORES_CASSANDRA_CLUSTER_PORT:-59043}"
 CASSANDRA_CLUSTER_STORAGE_PORT="${KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT:-57101}"
 # JMX listens on 127.0.0.1 only, so each node needs its own port.
 IFS=' ,' read -r -a CASSANDRA_CLUSTER_JMX_PORTS <<<"${KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS:-57201 57202 57203}"
+# The stores create the keyspace (replication factor 3) and read and write at QUORUM.
 CASSANDRA_CLUSTER_URL="cassandra://$(
     IFS=,
     printf '%s' "${CASSANDRA_CLUSTER_IPS[*]}"
-):${CASSANDRA_CLUSTER_PORT}/kvstores_test"
+):${CASSANDRA_CLUSTER_PORT}/kvstores_test?replication_factor=3&consistency=QUORUM"
 
 cassandra_cluster_check() {
     local p
@@ -123,11 +124,95 @@ cassandra_cluster_stop() {
     cassandra_stop_nodes "${names[@]}"
 }
 
-# Only a complete cluster of ours counts.
+# Exported while at least one node of ours is alive, not only when all three
+# are: `services.sh stop-node` takes single nodes down on purpose, and the
+# degraded cluster still serves (the URL lists every node; clients route around
+# the down one). `start` rebuilds a cluster with a dead node from scratch, so a
+# partial cluster only lasts as long as such a test wants it to.
 cassandra_cluster_env() {
     local i
     for i in "${!CASSANDRA_CLUSTER_IPS[@]}"; do
-        recorded_pid "cassandra-cluster-$((i + 1))" >/dev/null || return 0
+        if recorded_pid "cassandra-cluster-$((i + 1))" >/dev/null; then
+            printf "export KVSTORES_TEST_CASSANDRA_CLUSTER_URL='%s'\n" "$CASSANDRA_CLUSTER_URL"
+            return 0
+        fi
     done
-    printf "export KVSTORES_TEST_CASSANDRA_CLUSTER_URL='%s'\n" "$CASSANDRA_CLUSTER_URL"
+}
+
+# ------------------------------------------------- single nodes (stop-node)
+
+# Validated 0-based index of 1-based node number N.
+cassandra_cluster_node_index() {
+    if ! [[ $1 =~ ^[1-9][0-9]{0,2}$ ]] || (($1 > ${#CASSANDRA_CLUSTER_IPS[@]})); then
+        die "cassandra-cluster: node must be 1-${#CASSANDRA_CLUSTER_IPS[@]}, got '$1'"
+    fi
+    printf '%s\n' "$(($1 - 1))"
+}
+
+# stop_node N: stop node N only (SIGTERM, SIGKILL after 20 s, as a whole-cluster
+# stop does); its directory is kept for start_node.
+cassandra_cluster_stop_node() {
+    local i name
+    i=$(cassandra_cluster_node_index "$1") || exit 1
+    name="cassandra-cluster-$((i + 1))"
+    if ! recorded_pid "$name" >/dev/null; then
+        log "$name is not running"
+        rm -f "$(pidfile "$name")"
+        return 0
+    fi
+    cassandra_stop_nodes "$name"
+    log "$name stopped (${CASSANDRA_CLUSTER_IPS[i]}); data kept in $STATE/cassandra-cluster/node$((i + 1))"
+}
+
+# Byte sizes of the nodes' logs before a restart: their "is now UP" lines past
+# these offsets are about the restarted node.
+CASSANDRA_CLUSTER_LOG_OFFSETS=()
+
+# Node I (restarted) serves CQL, has seen every other live node come up, and
+# every other live node has seen it come up since the restart.
+cassandra_cluster_node_rejoined() {
+    local i=$1 j peerlog
+    cassandra_cql_ready "${CASSANDRA_CLUSTER_IPS[i]}" "$CASSANDRA_CLUSTER_PORT" || return 1
+    for j in "${!CASSANDRA_CLUSTER_IPS[@]}"; do
+        ((j != i)) || continue
+        recorded_pid "cassandra-cluster-$((j + 1))" >/dev/null || continue
+        grep -qF "InetAddress /${CASSANDRA_CLUSTER_IPS[j]}:$CASSANDRA_CLUSTER_STORAGE_PORT is now UP" \
+            "$STATE/logs/cassandra-cluster-$((i + 1)).log" || return 1
+        peerlog="$STATE/logs/cassandra-cluster-$((j + 1)).log"
+        tail -c "+$((${CASSANDRA_CLUSTER_LOG_OFFSETS[j]:-0} + 1))" "$peerlog" 2>/dev/null |
+            grep -qF "InetAddress /${CASSANDRA_CLUSTER_IPS[i]}:$CASSANDRA_CLUSTER_STORAGE_PORT is now UP" ||
+            return 1
+    done
+}
+
+# start_node N: restart node N, stopped by stop_node, on its kept config and
+# data (commitlog replay and sstables; auto_bootstrap is off, so it just
+# rejoins), and wait until it serves CQL and its live peers see it UP.
+cassandra_cluster_start_node() {
+    local dir="$STATE/cassandra-cluster" i j name ip logf pid java
+    i=$(cassandra_cluster_node_index "$1") || exit 1
+    name="cassandra-cluster-$((i + 1))"
+    ip=${CASSANDRA_CLUSTER_IPS[i]}
+    logf="$STATE/logs/$name.log"
+    if recorded_pid "$name" >/dev/null; then
+        log "$name is already running on $ip port $CASSANDRA_CLUSTER_PORT; nothing to do"
+        return 0
+    fi
+    [[ -f $dir/node$((i + 1))/conf/cassandra.yaml && -d $dir/lib ]] ||
+        die "$name: no kept node directory in $dir (start the cluster first: $0 start cassandra-cluster)"
+    cassandra_ensure_port_free "$ip" "$CASSANDRA_CLUSTER_PORT" "$name"
+    cassandra_ensure_port_free "$ip" "$CASSANDRA_CLUSTER_STORAGE_PORT" "$name"
+    ensure_port_free "${CASSANDRA_CLUSTER_JMX_PORTS[i]}" "$name"
+    java=$(cassandra_java)
+    CASSANDRA_CLUSTER_LOG_OFFSETS=()
+    for j in "${!CASSANDRA_CLUSTER_IPS[@]}"; do
+        CASSANDRA_CLUSTER_LOG_OFFSETS[j]=$(stat -c %s "$STATE/logs/cassandra-cluster-$((j + 1)).log" 2>/dev/null || echo 0)
+    done
+    # cassandra_launch starts a fresh log: keep the previous run's.
+    [[ ! -f $logf ]] || mv -f "$logf" "$logf.1"
+    log "starting $name on $ip port $CASSANDRA_CLUSTER_PORT (kept data in $dir/node$((i + 1)))"
+    cassandra_launch "$name" "$dir/node$((i + 1))" "$dir/lib" "$java" "${CASSANDRA_CLUSTER_JMX_PORTS[i]}"
+    pid=$(recorded_pid "$name") || fail "$name" "$logf" "server process exited during startup"
+    wait_for_t "$CASSANDRA_WAIT" "$name" "$logf" "$pid" cassandra_cluster_node_rejoined "$i"
+    log "$name serves CQL on $ip port $CASSANDRA_CLUSTER_PORT and its peers see it UP"
 }

@@ -18,7 +18,8 @@ CASSANDRA_PORT="${KVSTORES_CASSANDRA_PORT:-59042}"
 # Inter-node port: the default 7000 collides with too much (Redis Cluster...).
 CASSANDRA_STORAGE_PORT="${KVSTORES_CASSANDRA_STORAGE_PORT:-57100}"
 CASSANDRA_JMX_PORT="${KVSTORES_CASSANDRA_JMX_PORT:-57199}"
-CASSANDRA_URL="cassandra://127.0.0.1:${CASSANDRA_PORT}/kvstores_test"
+# The stores create the keyspace (replication factor 1) on first use.
+CASSANDRA_URL="cassandra://127.0.0.1:${CASSANDRA_PORT}/kvstores_test?replication_factor=1"
 # Cassandra needs 6-14 s to serve CQL, much more on a loaded 2-core machine.
 CASSANDRA_WAIT=$((WAIT_SECS > 120 ? WAIT_SECS : 120))
 
