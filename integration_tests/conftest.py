@@ -4,7 +4,8 @@ Each test module asks for its server with `server_url("KVSTORES_TEST_..._URL")`.
 missing server skips that module's tests with the reason; under ``CI=true`` it fails them,
 so a CI run can never pass by testing nothing. `scripts/services.sh start` starts the
 servers and prints the variables. `silent_listener` is a port that accepts connections and
-never answers, for the tests of timeouts (it needs no server).
+never answers, for the tests of timeouts (it needs no server). `stateful_case` runs the
+kit's Hypothesis state machine against a server.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from kvstores import ByteStore
+from kvstores.testing import make_state_machine
 
 
 def server_url(variable: str) -> str:
@@ -60,3 +66,30 @@ def silent_listener() -> Iterator[tuple[str, int]]:
         listener.close()
         for connection in held:
             connection.close()
+
+
+def stateful_case(
+    make: Callable[[], ByteStore],
+    *,
+    use_async: bool,
+    variable: str,
+    max_examples: int = 20,
+    steps: int = 12,
+) -> type[Any]:
+    """The kit's Hypothesis state machine on ``make()`` stores, as a test case that skips
+    (or fails under ``CI=true``) without the server of `variable`. `make` must give an
+    empty store (a fresh namespace) each time."""
+    case = make_state_machine(make, use_async=use_async).TestCase
+    case.settings = settings(
+        max_examples=max_examples,
+        stateful_step_count=steps,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+    class Case(case):  # type: ignore[misc, valid-type]
+        def setUp(self) -> None:
+            server_url(variable)
+            super().setUp()
+
+    return Case

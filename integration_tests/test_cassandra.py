@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-from integration_tests.conftest import server_url
+from integration_tests.conftest import server_url, stateful_case
 
 pytest.importorskip("cassandra")
 
@@ -35,7 +34,7 @@ from cassandra.query import BatchStatement, BoundStatement
 from kvstores import BackendUnavailableError, ByteStore, KVStoreError
 from kvstores.cassandra import MAX_VALUE, CassandraByteStore, bucket_of
 from kvstores.errors import ConfigurationError, InvalidValueError
-from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
+from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory
 
 TABLE = "kit"
 KEYSPACE = "kvstores_test"
@@ -195,33 +194,18 @@ class TestCassandraByteStoreAsync(CassandraRaw, AsyncByteStoreTests):
     pass
 
 
-_STATEFUL = settings(
-    max_examples=20,
-    stateful_step_count=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+def _stateful_store() -> CassandraByteStore:
+    return CassandraByteStore.from_url(
+        _url(), table=TABLE, namespace=f"stateful-{uuid.uuid4().hex}"
+    )
+
+
+TestCassandraStateful = stateful_case(
+    _stateful_store, use_async=False, variable="KVSTORES_TEST_CASSANDRA_URL"
 )
-
-
-def _stateful_case(use_async: bool) -> type[Any]:
-    def make() -> CassandraByteStore:
-        return CassandraByteStore.from_url(
-            _url(), table=TABLE, namespace=f"stateful-{uuid.uuid4().hex}"
-        )
-
-    case = make_state_machine(make, use_async=use_async).TestCase
-    case.settings = _STATEFUL
-
-    class Case(case):  # type: ignore[misc, valid-type]
-        def setUp(self) -> None:
-            _url()  # skip (or fail under CI) without the server
-            super().setUp()
-
-    return Case
-
-
-TestCassandraStateful = _stateful_case(use_async=False)
-TestCassandraStatefulAsync = _stateful_case(use_async=True)
+TestCassandraStatefulAsync = stateful_case(
+    _stateful_store, use_async=True, variable="KVSTORES_TEST_CASSANDRA_URL"
+)
 
 
 # What each operation sends: the driver's request listener on a session given to the store

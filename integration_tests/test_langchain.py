@@ -23,6 +23,8 @@ SERVERS = {
     "redis": "KVSTORES_TEST_REDIS_URL",
     "redis-cluster": "KVSTORES_TEST_REDIS_CLUSTER_URL",
     "mongodb": "KVSTORES_TEST_MONGODB_URL",
+    "cassandra": "KVSTORES_TEST_CASSANDRA_URL",
+    "cassandra-cluster": "KVSTORES_TEST_CASSANDRA_CLUSTER_URL",
 }
 
 

@@ -22,9 +22,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-from integration_tests.conftest import server_url
+from integration_tests.conftest import server_url, stateful_case
 
 pytest.importorskip("pymongo")
 
@@ -42,7 +41,7 @@ from kvstores.mongodb import (
     MongoDBStore,
     document_id,
 )
-from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory, make_state_machine
+from kvstores.testing import AsyncByteStoreTests, ByteStoreTests, StoreFactory
 
 KINDS = ["url", "client", "async-client"]
 
@@ -165,31 +164,16 @@ class TestMongoDBByteStoreAsync(MongoRaw, AsyncByteStoreTests):
                 loop.run_until_complete(client.close())
 
 
-_STATEFUL = settings(
-    max_examples=20,
-    stateful_step_count=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+def _stateful_store() -> MongoDBByteStore:
+    return MongoDBByteStore.from_url(_url(), namespace=f"stateful-{uuid.uuid4().hex}")
+
+
+TestMongoDBStateful = stateful_case(
+    _stateful_store, use_async=False, variable="KVSTORES_TEST_MONGODB_URL"
 )
-
-
-def _stateful_case(use_async: bool) -> type[Any]:
-    def make() -> MongoDBByteStore:
-        return MongoDBByteStore.from_url(_url(), namespace=f"stateful-{uuid.uuid4().hex}")
-
-    case = make_state_machine(make, use_async=use_async).TestCase
-    case.settings = _STATEFUL
-
-    class Case(case):  # type: ignore[misc, valid-type]
-        def setUp(self) -> None:
-            _url()  # skip (or fail under CI) without the server
-            super().setUp()
-
-    return Case
-
-
-TestMongoDBStateful = _stateful_case(use_async=False)
-TestMongoDBStatefulAsync = _stateful_case(use_async=True)
+TestMongoDBStatefulAsync = stateful_case(
+    _stateful_store, use_async=True, variable="KVSTORES_TEST_MONGODB_URL"
+)
 
 
 # What each operation sends: pymongo's command monitoring on a client given to the store

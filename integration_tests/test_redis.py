@@ -23,9 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-from integration_tests.conftest import server_url
+from integration_tests.conftest import server_url, stateful_case
 
 pytest.importorskip("redis")
 
@@ -44,7 +43,6 @@ from kvstores.testing import (
     AsyncByteStoreTests,
     ByteStoreTests,
     StoreFactory,
-    make_state_machine,
 )
 
 # Fixtures: servers, isolated roots, store factories
@@ -184,30 +182,21 @@ def _state_machine_store(kind: str) -> Callable[[], RedisByteStore]:
     return make
 
 
-_STATEFUL = settings(
-    max_examples=25,
-    stateful_step_count=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+_STANDALONE, _CLUSTER = "KVSTORES_TEST_REDIS_URL", "KVSTORES_TEST_REDIS_CLUSTER_URL"
+_STATEFUL = {"max_examples": 25, "steps": 15}
+
+TestRedisStateful = stateful_case(
+    _state_machine_store("redis-url"), use_async=False, variable=_STANDALONE, **_STATEFUL
 )
-
-
-def _stateful_case(kind: str, use_async: bool) -> type[Any]:
-    case = make_state_machine(_state_machine_store(kind), use_async=use_async).TestCase
-    case.settings = _STATEFUL
-
-    class Case(case):  # type: ignore[misc, valid-type]
-        def setUp(self) -> None:
-            _url(kind)  # skip (or fail under CI) without the server
-            super().setUp()
-
-    return Case
-
-
-TestRedisStateful = _stateful_case("redis-url", use_async=False)
-TestRedisStatefulAsync = _stateful_case("redis-url", use_async=True)
-TestRedisClusterStateful = _stateful_case("cluster-url", use_async=False)
-TestRedisClusterStatefulAsync = _stateful_case("cluster-url", use_async=True)
+TestRedisStatefulAsync = stateful_case(
+    _state_machine_store("redis-url"), use_async=True, variable=_STANDALONE, **_STATEFUL
+)
+TestRedisClusterStateful = stateful_case(
+    _state_machine_store("cluster-url"), use_async=False, variable=_CLUSTER, **_STATEFUL
+)
+TestRedisClusterStatefulAsync = stateful_case(
+    _state_machine_store("cluster-url"), use_async=True, variable=_CLUSTER, **_STATEFUL
+)
 
 
 # Redis-specific behaviour

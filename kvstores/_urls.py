@@ -6,7 +6,7 @@ import difflib
 import math
 import re
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from kvstores.errors import ConfigurationError
@@ -143,6 +143,29 @@ def split_common_options(url: str) -> tuple[str, dict[str, Any]]:
     query = urlencode(kept, quote_via=quote, safe="/:,")
     # Rebuilt by hand: urlunsplit would turn "sqlite:///x.db" into "sqlite:/x.db".
     return base + ("?" + query if query else "") + hash_sign + fragment, options
+
+
+class CommonOptions(NamedTuple):
+    """A URL without its ``namespace``/``ttl``/``timeout`` query parameters, and their values
+    (a keyword's where one was given)."""
+
+    url: str
+    namespace: str | None
+    ttl: float | None
+    timeout: float | None
+
+
+def merge_common_options(
+    url: str, *, namespace: str | None, ttl: float | None, timeout: float | None
+) -> CommonOptions:
+    """`split_common_options`, with the keyword values (not `None`) winning over the URL's."""
+    rest, in_url = split_common_options(url)
+    return CommonOptions(
+        rest,
+        in_url.get("namespace") if namespace is None else namespace,
+        in_url.get("ttl") if ttl is None else ttl,
+        in_url.get("timeout") if timeout is None else timeout,
+    )
 
 
 def path_from_url(url: str) -> str:

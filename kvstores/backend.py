@@ -10,7 +10,8 @@ which may change without notice. Nothing here imports a driver.
 - **Checks** for a backend's own options: `check_namespace`, `check_ttl`, `check_timeout`,
   `check_options` (an unknown option or URL query parameter raises `ConfigurationError`
   naming the known ones), `split_common_options` (``namespace``/``ttl``/``timeout`` out of a
-  URL's query), `store_options` and `path_from_url`.
+  URL's query) and `merge_common_options` (the same, keywords winning), `store_options`
+  and `path_from_url`.
 - **Batches and pages**: `chunked`, `keyset_pages` / `akeyset_pages` (a page of keys after
   the last one, until a short page), `prefix_upper_bound` (``prefix <= key < bound``, an
   index range).
@@ -53,9 +54,11 @@ from kvstores._programs import Done, Outcome, Program, adrive, advance, drive
 from kvstores._registry import ENTRY_POINT_GROUP, require, store_class
 from kvstores._urls import (
     COMMON_OPTIONS,
+    CommonOptions,
     check_options,
     mask_secrets,
     mask_url,
+    merge_common_options,
     path_from_url,
     split_common_options,
     store_options,
@@ -90,6 +93,7 @@ __all__ = [
     "BackendUnavailableError",
     "BaseStore",
     "ByteStore",
+    "CommonOptions",
     "ConfigurationError",
     "Done",
     "DriverErrors",
@@ -118,6 +122,7 @@ __all__ = [
     "keyset_pages",
     "mask_secrets",
     "mask_url",
+    "merge_common_options",
     "namespace_prefix",
     "path_from_url",
     "prefix_upper_bound",

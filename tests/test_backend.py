@@ -307,3 +307,16 @@ def test_advance_steps_by_hand() -> None:
     done = advance(program, 10)
     assert isinstance(done, Done)
     assert done.value == 10
+
+
+def test_merge_common_options_keywords_win() -> None:
+    merged = toolkit.merge_common_options(
+        "x://h/db?namespace=a&ttl=5&timeout=2&other=1", namespace=None, ttl=9.0, timeout=None
+    )
+    assert merged == ("x://h/db?other=1", "a", 9.0, 2.0)
+    assert toolkit.merge_common_options("x://h", namespace="n", ttl=None, timeout=None) == (
+        "x://h",
+        "n",
+        None,
+        None,
+    )

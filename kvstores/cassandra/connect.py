@@ -29,6 +29,7 @@ from cassandra import (  # noqa: E402
     OperationTimedOut,
     Timeout,
     Unavailable,
+    UnresolvableContactPoints,
 )
 from cassandra.auth import PlainTextAuthProvider  # noqa: E402
 from cassandra.cluster import (  # noqa: E402
@@ -56,7 +57,9 @@ __all__ = [
     "bridge",
     "build_cluster",
     "check_identifier",
+    "check_settings",
     "errors_for",
+    "known_options",
     "parse_consistency",
     "parse_url",
     "store_profile",
@@ -77,7 +80,14 @@ STORE_OPTIONS = (
     "buckets",
 )
 #: What the store maps to `BackendUnavailableError`; any other driver error is a `KVStoreError`.
-UNAVAILABLE = (NoHostAvailable, OperationTimedOut, Unavailable, Timeout, ConnectionException)
+UNAVAILABLE = (
+    NoHostAvailable,
+    OperationTimedOut,
+    Unavailable,
+    Timeout,
+    ConnectionException,
+    UnresolvableContactPoints,
+)
 DRIVER_ERRORS = (DriverException, *UNAVAILABLE)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,48}\Z")
 
@@ -95,6 +105,11 @@ class Settings(NamedTuple):
     local_dc: str | None
     replication_factor: int | None
     buckets: int | None
+
+
+def known_options() -> tuple[str, ...]:
+    """Every option name a store built from a URL takes (keywords or query parameters)."""
+    return (*STORE_OPTIONS, *COMMON_OPTIONS)
 
 
 def check_identifier(what: str, name: str) -> str:
@@ -152,6 +167,43 @@ def _split_hosts(url: str, hostlist: str) -> tuple[list[str], int]:
     return hosts, port
 
 
+def check_settings(
+    given: Mapping[str, Any],
+    *,
+    hosts: list[str],
+    port: int = DEFAULT_PORT,
+    username: str | None = None,
+    password: str | None = None,
+) -> Settings:
+    """Check the store's options (`given`: URL query parameters and keywords, merged).
+
+    Raises:
+        ConfigurationError: an unknown option, no keyspace, a bad value.
+    """
+    check_options(
+        "cassandra", [n for n in given if n not in STORE_OPTIONS], (*STORE_OPTIONS, *COMMON_OPTIONS)
+    )
+    keyspace = given.get("keyspace")
+    if keyspace is None:
+        raise ConfigurationError(
+            "cassandra: name the keyspace (cassandra://host/keyspace, or keyspace=...)"
+        )
+    table = given.get("table")
+    rf, buckets = given.get("replication_factor"), given.get("buckets")
+    return Settings(
+        hosts=hosts,
+        port=port,
+        username=username,
+        password=password,
+        keyspace=check_identifier("keyspace", keyspace),
+        table=DEFAULT_TABLE if table is None else check_identifier("table", table),
+        consistency=parse_consistency(given.get("consistency") or DEFAULT_CONSISTENCY),
+        local_dc=given.get("local_dc") or None,
+        replication_factor=None if rf is None else _positive_int("replication_factor", rf),
+        buckets=None if buckets is None else _positive_int("buckets", buckets),
+    )
+
+
 def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
     """Check a ``cassandra://[user:password@]host[,host…][:port]/keyspace?table=…`` URL (its
     namespace/ttl/timeout already taken out) and the store's keyword options, which win
@@ -173,30 +225,17 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
         user, colon, secret = userinfo.partition(":")
         username, password = unquote(user), (unquote(secret) if colon else None)
     hosts, port = _split_hosts(url, hostlist)
-    given = dict(parse_qsl(query, keep_blank_values=True))
+    given: dict[str, Any] = {}
+    if unquote(path).strip("/"):
+        given["keyspace"] = unquote(path).strip("/")
+    given.update(parse_qsl(query, keep_blank_values=True))
     given.update(options)
-    check_options(
-        "cassandra", [n for n in given if n not in STORE_OPTIONS], (*STORE_OPTIONS, *COMMON_OPTIONS)
-    )
-    keyspace = given.get("keyspace") or unquote(path).strip("/") or None
-    rf = given.get("replication_factor")
-    buckets = given.get("buckets")
-    return Settings(
-        hosts=hosts,
-        port=port,
-        username=username,
-        password=password,
-        keyspace=None if keyspace is None else check_identifier("keyspace", keyspace),
-        table=check_identifier("table", given.get("table") or DEFAULT_TABLE),
-        consistency=parse_consistency(given.get("consistency") or DEFAULT_CONSISTENCY),
-        local_dc=given.get("local_dc") or None,
-        replication_factor=None if rf is None else _positive_int("replication_factor", rf),
-        buckets=None if buckets is None else _positive_int("buckets", buckets),
-    )
+    return check_settings(given, hosts=hosts, port=port, username=username, password=password)
 
 
 def build_cluster(settings: Settings, timeout: float) -> Cluster:
-    """A `Cluster` for the settings (not yet connected): token-aware, DC-aware with the
+    """A `Cluster` for the settings (not yet connected; the driver resolves host names
+    here, so the store builds it when it connects): token-aware, DC-aware with the
     settings' ``local_dc``, `timeout` for connecting and for each request, TCP_NODELAY on
     (without it a request of several TCP segments stalls on Nagle and delayed ACKs)."""
     policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc or ""))

@@ -24,12 +24,13 @@ from kvstores.backend import (
     Outcome,
     Program,
     adrive,
+    check_options,
     check_timeout,
     chunked,
     drive,
     mask_url,
+    merge_common_options,
     prefix_upper_bound,
-    split_common_options,
     to_thread,
 )
 from kvstores.cassandra.connect import (
@@ -42,7 +43,9 @@ from kvstores.cassandra.connect import (
     Settings,
     bridge,
     build_cluster,
+    check_settings,
     errors_for,
+    known_options,
     parse_url,
     store_profile,
 )
@@ -174,17 +177,17 @@ class CassandraByteStore(BackendStore[bytes]):
             if value is not None
         }
         if isinstance(target, str):
-            target, in_url = split_common_options(target)
-            namespace = in_url.get("namespace") if namespace is None else namespace
-            ttl = in_url.get("ttl") if ttl is None else ttl
-            timeout = in_url.get("timeout") if timeout is None else timeout
+            # namespace, ttl and timeout may be in the URL's query too; keywords win.
+            target, namespace, ttl, timeout = merge_common_options(
+                target, namespace=namespace, ttl=ttl, timeout=timeout
+            )
         super().__init__(namespace=namespace, ttl=ttl)
         if self.ttl is not None and self.ttl > MAX_TTL:
             raise ConfigurationError(f"cassandra: ttl is at most {MAX_TTL} s (20 years)")
         self._ns = self.namespace or ""
         self._lock = threading.Lock()
         self._ready_state: _Ready | None = None
-        self._cluster: Cluster | None = None  # the store's own, shut down by close
+        self._cluster: Cluster | None = None  # the store's own (built on connecting)
         self._own_session: Session | None = None  # a session it connected, shut down too
         self._given_session: Session | None = None
         self._given_cluster: Cluster | None = None
@@ -192,7 +195,6 @@ class CassandraByteStore(BackendStore[bytes]):
         if isinstance(target, str):
             self.timeout = check_timeout(timeout)
             self.settings = parse_url(target, options)
-            self._cluster = build_cluster(self.settings, self.timeout)  # no I/O yet
             self._url = target
         elif isinstance(target, (Session, Cluster)):
             if timeout is not None or local_dc is not None:
@@ -217,18 +219,10 @@ class CassandraByteStore(BackendStore[bytes]):
 
     @staticmethod
     def _given_settings(target: Session | Cluster, options: dict[str, Any]) -> Settings:
-        keyspace = options.get("keyspace") or getattr(target, "keyspace", None)
-        if keyspace is None:
-            raise ConfigurationError("cassandra: name the keyspace (keyspace=...)")
-        rf, buckets = options.get("replication_factor"), options.get("buckets")
-        # One URL parser checks every option's value alike.
-        query = "&".join(f"{name}={value}" for name, value in options.items())
-        checked = parse_url(f"cassandra://given/{keyspace}?{query}", {})
-        return checked._replace(
-            hosts=[],
-            replication_factor=None if rf is None else checked.replication_factor,
-            buckets=None if buckets is None else checked.buckets,
-        )
+        given = dict(options)
+        if "keyspace" not in given and getattr(target, "keyspace", None):
+            given["keyspace"] = target.keyspace
+        return check_settings(given, hosts=[])
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -243,6 +237,8 @@ class CassandraByteStore(BackendStore[bytes]):
             ConfigurationError: (a `ValueError`) not a Cassandra URL, an unknown option, a
                 bad value.
         """
+        known = known_options()
+        check_options("cassandra", [name for name in options if name not in known], known)
         return cls(url, **options)
 
     # Connecting and the schema
@@ -284,13 +280,16 @@ class CassandraByteStore(BackendStore[bytes]):
     def _connect(self) -> _Ready:
         session = self._given_session
         if session is None:
-            cluster = self._cluster or self._given_cluster
-            assert cluster is not None
+            cluster = self._given_cluster
+            if cluster is None:
+                assert self.timeout is not None  # a store built from a URL
+                # Built here, not in __init__: the driver resolves the host names.
+                cluster = self._cluster = build_cluster(self.settings, self.timeout)
             try:
                 session = cluster.connect()
             except BaseException:
-                if cluster is self._cluster:  # the driver shut it down: the next try needs
-                    self._cluster = self._new_cluster()  # a new one
+                if cluster is self._cluster:  # the driver shut it down: the next try
+                    self._cluster = None  # builds another
                 raise
             if self._given_cluster is not None:
                 self._own_session = session
@@ -315,10 +314,6 @@ class CassandraByteStore(BackendStore[bytes]):
             list_from=session.prepare(head + " AND key >= ?"),
             list_range=session.prepare(head + " AND key >= ? AND key < ?"),
         )
-
-    def _new_cluster(self) -> Cluster:
-        assert self.timeout is not None  # a store built from a URL
-        return build_cluster(self.settings, self.timeout)
 
     def _create_schema(self, session: Session) -> str:
         """Create the keyspace (if a replication factor was given) and the table, if
@@ -399,7 +394,13 @@ class CassandraByteStore(BackendStore[bytes]):
                     )
                     for statement, params, state in wave
                 ]
-                results += await asyncio.gather(*futures)
+                # Every statement's outcome awaited (none left unretrieved), the first
+                # error raised.
+                outcomes = await asyncio.gather(*futures, return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                results += outcomes
         except DRIVER_ERRORS as exc:
             return None, exc
         return results, None
@@ -554,9 +555,9 @@ class CassandraByteStore(BackendStore[bytes]):
             session, self._own_session = self._own_session, None
             if session is not None:
                 session.shutdown()
-            if self._cluster is not None and self._given_cluster is None:
-                self._cluster.shutdown()
-                self._cluster = self._new_cluster()
+            cluster, self._cluster = self._cluster, None
+            if cluster is not None:
+                cluster.shutdown()
 
     def __repr__(self) -> str:
         where = f"{self.settings.keyspace}.{self.settings.table}"

@@ -23,9 +23,9 @@ from kvstores.backend import (
     error_reason,
     keyset_pages,
     mask_url,
+    merge_common_options,
     namespace_prefix,
     prefix_upper_bound,
-    split_common_options,
     to_thread,
 )
 from kvstores.mongodb.connect import (
@@ -108,10 +108,9 @@ class MongoDBBase(BackendStore[V]):
         """
         if isinstance(client, str):
             # namespace, ttl and timeout may be in the URL's query too; keywords win.
-            client, in_url = split_common_options(client)
-            namespace = in_url.get("namespace") if namespace is None else namespace
-            ttl = in_url.get("ttl") if ttl is None else ttl
-            timeout = in_url.get("timeout") if timeout is None else timeout
+            client, namespace, ttl, timeout = merge_common_options(
+                client, namespace=namespace, ttl=ttl, timeout=timeout
+            )
         super().__init__(namespace=namespace, ttl=ttl)
         self._prefix = namespace_prefix(self.namespace)
         self._joiner = "\x00" + self._prefix

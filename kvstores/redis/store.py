@@ -25,8 +25,8 @@ from kvstores.backend import (
     check_timeout,
     chunked,
     mask_url,
+    merge_common_options,
     namespace_prefix,
-    split_common_options,
 )
 from kvstores.redis import cluster
 from kvstores.redis.driver import (
@@ -142,10 +142,9 @@ class RedisByteStore(BackendStore[bytes]):
         """
         if isinstance(client, str):
             # namespace, ttl and timeout may be in the URL's query too; keywords win.
-            client, in_url = split_common_options(client)
-            namespace = in_url.get("namespace") if namespace is None else namespace
-            ttl = in_url.get("ttl") if ttl is None else ttl
-            timeout = in_url.get("timeout") if timeout is None else timeout
+            client, namespace, ttl, timeout = merge_common_options(
+                client, namespace=namespace, ttl=ttl, timeout=timeout
+            )
         super().__init__(namespace=namespace, ttl=ttl)
         self._prefix = key_prefix(self.namespace, self._root)
         self._joiner = "\x00" + self._prefix
