@@ -18,6 +18,8 @@ which may change without notice. Nothing here imports a driver.
 - **Programs**: an operation written once as a generator of requests (`Program`), run by
   `drive` with sync I/O or `adrive` with async I/O (`advance` and `Done` to step one by
   hand), so that only the I/O differs between a backend's sync and async methods.
+- **Document values**: `check_json_like`, the JSON-like values a document store keeps
+  natively (what JSON gives back exactly), the server's field-name rules plugged in.
 - **Threads**: `to_thread`, and `aiter_in_thread` (a blocking iterator a page at a time).
 - **Async clients**: `PerLoop`, one async client per event loop, closed with its loop.
 - **Errors**: `DriverErrors` maps a driver's exceptions to `BackendUnavailableError` /
@@ -41,6 +43,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from kvstores._base import BackendStore, BaseStore, ByteStore
+from kvstores._json import check_json_like
 from kvstores._paging import (
     DEFAULT_PAGE_SIZE,
     aiter_in_thread,
@@ -107,6 +110,7 @@ __all__ = [
     "advance",
     "aiter_in_thread",
     "akeyset_pages",
+    "check_json_like",
     "check_keys",
     "check_namespace",
     "check_options",
