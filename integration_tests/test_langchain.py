@@ -25,6 +25,7 @@ SERVERS = {
     "mongodb": "KVSTORES_TEST_MONGODB_URL",
     "cassandra": "KVSTORES_TEST_CASSANDRA_URL",
     "cassandra-cluster": "KVSTORES_TEST_CASSANDRA_CLUSTER_URL",
+    "astradb": "KVSTORES_TEST_ASTRADB_URL",
 }
 
 

@@ -28,6 +28,9 @@ _SCHEMES: dict[str, str] = {
     "mongodb": "kvstores.mongodb:MongoDBByteStore",
     "mongodb+srv": "kvstores.mongodb:MongoDBByteStore",
     "cassandra": "kvstores.cassandra:CassandraByteStore",
+    "astradb": "kvstores.astradb:AstraDBByteStore",
+    "astradb+http": "kvstores.astradb:AstraDBByteStore",
+    "astradb+https": "kvstores.astradb:AstraDBByteStore",
 }
 _SQL = "kvstores.sql:SQLByteStore"
 # The SQLAlchemy dialects `SQLByteStore` supports: "dialect" or "dialect+driver".

@@ -1,0 +1,127 @@
+"""`AstraDBByteStore` against raw astrapy, side by side in one process.
+
+The raw baseline is what a user of astrapy writes for the same job on a collection of their
+own (same layout: ``_id``, ``ns``, ``v`` unindexed): ``replace_one(upsert=True)`` per key for
+an upsert (astrapy has no batch upsert), run concurrently (20 at once, astrapy's own
+insert_many concurrency; threads for sync, gathered for async), one ``find`` with ``_id``
+``$in`` (astrapy pages through it), one ``delete_many`` with ``_id`` ``$in`` (astrapy repeats
+it while the server says more), and the keys of a prefix from a ``find`` on ``ns`` filtered
+in Python (the open-source Data API has no ranges).
+
+python benchmarks/bench_astradb.py [--url astradb+http://127.0.0.1:58181/kvstores_test
+                                     ?token=...] [--batches 100] [--markdown] ...
+
+``--url`` defaults to $KVSTORES_TEST_ASTRADB_URL; the defaults are 1,000 keys and batch 100
+(every request is an HTTP round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
+
+from kvstores.astradb import AstraDBByteStore
+from kvstores.benchmark import Case, Pair, build_parser, main
+
+CONCURRENCY = 20
+
+
+class RawAstra:
+    """Raw astrapy on a collection of its own, with the store's layout."""
+
+    def __init__(self, store: AstraDBByteStore, name: str) -> None:
+        database = store.collection.database
+        database.create_collection(name, definition={"indexing": {"deny": ["v"]}})
+        self.database, self.name = database, name
+        self.coll = database.get_collection(name)
+        self._acoll: Any = None
+        self.pool = ThreadPoolExecutor(CONCURRENCY)
+
+    def _async(self) -> Any:
+        if self._acoll is None:
+            self._acoll = self.coll.to_async()
+        return self._acoll
+
+    @staticmethod
+    def _doc(key: str, value: bytes) -> dict[str, Any]:
+        return {"_id": key, "ns": "", "v": value}
+
+    def mset(self, pairs: Sequence[Pair], /) -> None:
+        replace = self.coll.replace_one
+        list(self.pool.map(lambda p: replace({"_id": p[0]}, self._doc(*p), upsert=True), pairs))
+
+    def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        docs = self.coll.find({"_id": {"$in": list(keys)}}, projection={"v": True}).to_list()
+        found = {doc["_id"]: bytes(doc["v"]) for doc in docs}
+        return [found.get(key) for key in keys]
+
+    def mdelete(self, keys: Sequence[str], /) -> None:
+        self.coll.delete_many({"_id": {"$in": list(keys)}})
+
+    def yield_keys(self, *, prefix: str) -> Iterator[str]:
+        for doc in self.coll.find({"ns": ""}, projection={"_id": True, "ns": True}):
+            if doc["_id"].startswith(prefix):
+                yield doc["_id"]
+
+    async def amset(self, pairs: Sequence[Pair], /) -> None:
+        coll, limit = self._async(), asyncio.Semaphore(CONCURRENCY)
+
+        async def one(key: str, value: bytes) -> None:
+            async with limit:
+                await coll.replace_one({"_id": key}, self._doc(key, value), upsert=True)
+
+        await asyncio.gather(*(one(key, value) for key, value in pairs))
+
+    async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        cursor = self._async().find({"_id": {"$in": list(keys)}}, projection={"v": True})
+        found = {doc["_id"]: bytes(doc["v"]) for doc in await cursor.to_list()}
+        return [found.get(key) for key in keys]
+
+    async def amdelete(self, keys: Sequence[str], /) -> None:
+        await self._async().delete_many({"_id": {"$in": list(keys)}})
+
+    async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
+        async for doc in self._async().find({"ns": ""}, projection={"_id": True, "ns": True}):
+            if doc["_id"].startswith(prefix):
+                yield doc["_id"]
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.database.drop_collection(self.name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = build_parser(__doc__)
+    parser.set_defaults(keys=1000, batches=("100",))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("KVSTORES_TEST_ASTRADB_URL", ""),
+        help="a Data API (default: $KVSTORES_TEST_ASTRADB_URL)",
+    )
+    return parser
+
+
+@contextmanager
+def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
+    store = AstraDBByteStore.from_url(args.url, collection="bench_store")
+    store.mget(["warm-up"])  # creates the collection
+    raw = RawAstra(store, "bench_raw")
+    try:
+        yield [Case("astradb (data api)", store, raw)]
+    finally:
+        store.collection.database.drop_collection("bench_store")
+        raw.close()
+        store.close()
+
+
+if __name__ == "__main__":
+    main(cases, description=__doc__, parser=_parser())

@@ -1,0 +1,152 @@
+"""URLs, options, clients and errors of the AstraDB stores: everything that touches astrapy's
+configuration, so that `kvstores.astradb.store` only sends commands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote
+
+from kvstores.backend import (
+    COMMON_OPTIONS,
+    ConfigurationError,
+    DriverErrors,
+    check_options,
+    mask_url,
+    require,
+)
+
+require("astrapy", "astradb")
+
+import httpx  # noqa: E402
+from astrapy import AsyncCollection, Collection, DataAPIClient, Database  # noqa: E402
+from astrapy.api_options import APIOptions, TimeoutOptions  # noqa: E402
+from astrapy.exceptions import (  # noqa: E402
+    CollectionInsertManyException,
+    DataAPIException,
+    DataAPIResponseException,
+    DataAPITimeoutException,
+)
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "DEFAULT_KEYSPACE",
+    "TOKEN_VARIABLE",
+    "AsyncCollection",
+    "Collection",
+    "CollectionInsertManyException",
+    "DataAPIResponseException",
+    "Database",
+    "Settings",
+    "error_codes",
+    "errors_for",
+    "open_database",
+    "parse_url",
+]
+
+DEFAULT_COLLECTION = "kvstores"
+DEFAULT_KEYSPACE = "default_keyspace"
+TOKEN_VARIABLE = "ASTRA_DB_APPLICATION_TOKEN"
+STORE_OPTIONS = ("collection", "keyspace", "token")
+#: scheme → (transport, astrapy environment): Astra, or a self-hosted Data API.
+SCHEMES = {
+    "astradb": ("https", "prod"),
+    "astradb+http": ("http", "other"),
+    "astradb+https": ("https", "other"),
+}
+
+
+class Settings(NamedTuple):
+    endpoint: str  #: ``https://host`` or ``http://host:port``
+    environment: str  #: astrapy's: ``prod`` (Astra) or ``other`` (a self-hosted Data API)
+    keyspace: str
+    collection: str
+    token: str
+
+
+def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
+    """Check an ``astradb://endpoint-host/keyspace?collection=…&token=…`` (Astra, https) or
+    ``astradb+http://host:port/keyspace?…`` (a self-hosted Data API) URL, its namespace/ttl/
+    timeout already taken out, and the keyword options (which win). The token is
+    ``token=``, else ``$ASTRA_DB_APPLICATION_TOKEN``.
+
+    Raises:
+        ConfigurationError: another scheme, no host, an unknown option, no token.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() not in SCHEMES or not sep:
+        raise ConfigurationError(
+            f"not an AstraDB URL (astradb://, astradb+http://, astradb+https://): {mask_url(url)!r}"
+        )
+    transport, environment = SCHEMES[scheme.lower()]
+    rest, _, query = rest.partition("?")
+    host, _, path = rest.partition("/")
+    if not host or "@" in host:
+        raise ConfigurationError(
+            f"astradb: the URL needs a host and no user or password (the token is token=): "
+            f"{mask_url(url)!r}"
+        )
+    given: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    given.update(options)
+    check_options(
+        "astradb", [n for n in given if n not in STORE_OPTIONS], (*STORE_OPTIONS, *COMMON_OPTIONS)
+    )
+    token = given.get("token") or os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise ConfigurationError(f"astradb: no token: give token=... or set ${TOKEN_VARIABLE}")
+    keyspace = given.get("keyspace") or unquote(path).strip("/") or DEFAULT_KEYSPACE
+    collection = given.get("collection")
+    if collection == "":
+        raise ConfigurationError("astradb: collection must not be empty")
+    return Settings(
+        endpoint=f"{transport}://{host}",
+        environment=environment,
+        keyspace=keyspace,
+        collection=collection or DEFAULT_COLLECTION,
+        token=str(token),
+    )
+
+
+def open_database(settings: Settings, timeout: float) -> Database:
+    """An astrapy `Database` for the settings (no request yet), every request bounded by
+    `timeout`."""
+    ms = max(1, int(timeout * 1000))
+    options = APIOptions(
+        timeout_options=TimeoutOptions(
+            request_timeout_ms=ms,
+            general_method_timeout_ms=max(ms, 30_000),
+            collection_admin_timeout_ms=max(ms, 60_000),
+            keyspace_admin_timeout_ms=max(ms, 30_000),
+        )
+    )
+    client = DataAPIClient(settings.token, environment=settings.environment, api_options=options)
+    return client.get_database(settings.endpoint, keyspace=settings.keyspace)
+
+
+def error_codes(exc: BaseException) -> set[str]:
+    """The Data API error codes a response exception carries (empty for other errors)."""
+    descriptors = getattr(exc, "error_descriptors", None) or []
+    codes = {str(d.error_code) for d in descriptors if getattr(d, "error_code", None)}
+    for inner in getattr(exc, "exceptions", None) or []:  # an insert_many's root errors
+        codes |= error_codes(inner)
+    return codes
+
+
+class AstraErrors(DriverErrors):
+    """astrapy's errors: a transport failure or a timeout → `BackendUnavailableError`, any
+    other → `KVStoreError`; the Data API's error codes in the message."""
+
+    def reason(self, exc: BaseException) -> str:
+        text = super().reason(exc)
+        missing = [code for code in sorted(error_codes(exc)) if code not in text]
+        return f"{text} ({', '.join(missing)})" if missing else text
+
+
+def errors_for(url: str) -> AstraErrors:
+    return AstraErrors(
+        "astradb",
+        url,
+        unavailable=(httpx.TransportError, DataAPITimeoutException),
+        failed=(DataAPIException, httpx.HTTPError),
+    )
