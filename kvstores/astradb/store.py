@@ -70,7 +70,8 @@ _KEYS = {"_id": True, "exp": True}  # not {"_id": True} alone: some servers then
 _VALUES = {"_id": True, "v": True, "exp": True, "f": True}
 _OPTIONS = ("keyspace", "collection", "token")
 
-Target = str | Database | Collection | AsyncCollection
+Doc = dict[str, Any]
+Target = str | Database | Collection[Doc] | AsyncCollection[Doc]
 
 
 def _now_ms() -> int:
@@ -159,8 +160,8 @@ class AstraDBBase(BackendStore[V]):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._database: Database | None = None  # where the collection is made if missing
-        self._given_async: AsyncCollection | None = None
-        self._async: PerLoop[AsyncCollection] | None = None
+        self._given_async: AsyncCollection[Doc] | None = None
+        self._async: PerLoop[AsyncCollection[Doc]] | None = None
         self._ready = False
         #: Whether the server filters a range of ``_id`` (`None` until a prefix listing
         #: asked it; `False`: prefixes are filtered here, over the namespace's documents).
@@ -220,7 +221,7 @@ class AstraDBBase(BackendStore[V]):
     # The collection
 
     @property
-    def collection(self) -> Collection:
+    def collection(self) -> Collection[Doc]:
         """The sync astrapy collection the store uses (documents as in "Layout" in
         `kvstores.astradb`)."""
         return self._collection
@@ -228,44 +229,44 @@ class AstraDBBase(BackendStore[V]):
     def _ensure(self) -> None:
         """Create the keyspace and the collection where missing, once (a store on a URL or
         a `Database`); the values' fields excluded from indexing."""
-        if self._ready:
+        if not self._ready:
+            with self._lock, self._errors:
+                if not self._ready:
+                    self._create()
+                    self._ready = True
+
+    def _create(self) -> None:
+        database = self._database
+        assert database is not None
+        name = self._collection.name
+        try:
+            existing = {d.name: d for d in database.list_collections()}
+        except DataAPIResponseException as exc:
+            if not any("KEYSPACE" in code for code in error_codes(exc)):
+                raise
+            database.get_database_admin().create_keyspace(self._collection.keyspace)
+            existing = {}
+        if name not in existing:
+            database.create_collection(name, definition={"indexing": {"deny": UNINDEXED}})
             return
-        with self._lock, self._errors:
-            if self._ready:
-                return
-            database = self._database
-            assert database is not None
-            name = self._collection.name
-            try:
-                existing = {d.name: d for d in database.list_collections()}
-            except DataAPIResponseException as exc:
-                if not any("KEYSPACE" in code for code in error_codes(exc)):
-                    raise
-                database.get_database_admin().create_keyspace(self._collection.keyspace)
-                existing = {}
-            if name in existing:
-                indexing = existing[name].definition.indexing or {}
-                denied = indexing.get("deny") or []
-                if not ("*" in denied or all(field in denied for field in UNINDEXED)):
-                    raise ConfigurationError(
-                        f"astradb: collection {name!r} indexes the field 'v', where the "
-                        "stores keep values (so values would be limited to an indexed "
-                        f"string's size); create it with indexing={{'deny': {UNINDEXED}}}, "
-                        "or name another collection"
-                    )
-            else:
-                database.create_collection(name, definition={"indexing": {"deny": UNINDEXED}})
-            self._ready = True
+        indexing = existing[name].definition.indexing or {}
+        denied = indexing.get("deny") or []
+        if not ("*" in denied or all(field in denied for field in UNINDEXED)):
+            raise ConfigurationError(
+                f"astradb: collection {name!r} indexes the field 'v', where the stores keep "
+                "values (so values would be limited to an indexed string's size); create it "
+                f"with indexing={{'deny': {UNINDEXED}}}, or name another collection"
+            )
 
     async def _aensure(self) -> None:
         if not self._ready:
             await to_thread(self._ensure)  # once per store
 
-    def _sync(self) -> Collection:
+    def _sync(self) -> Collection[Doc]:
         self._ensure()
         return self._collection
 
-    async def _acollection(self) -> AsyncCollection:
+    async def _acollection(self) -> AsyncCollection[Doc]:
         await self._aensure()
         if self._given_async is not None:
             return self._given_async
@@ -515,7 +516,7 @@ class AstraDBBase(BackendStore[V]):
         return f"{type(self).__name__}({mask_url(self._url)!r}{self._options_repr()})"
 
 
-async def _aclose(collection: AsyncCollection) -> None:
+async def _aclose(collection: AsyncCollection[Doc]) -> None:
     await collection.__aexit__(None, None, None)
 
 
