@@ -232,6 +232,11 @@ def escape_segment(name: str) -> str:
     return name.replace("&", "&&").replace(".", "&.")
 
 
+def join_path(path: str, name: str) -> str:
+    """The dotted path of field `name` of the object at `path` ("" for the document)."""
+    return f"{path}.{escape_segment(name)}" if path else escape_segment(name)
+
+
 def split_path(path: str) -> list[str]:
     """Dotted path -> field names; `&.` is a literal dot and `&&` a literal ampersand."""
     segments, current, i = [], [], 0
@@ -357,7 +362,7 @@ def normalize(value: Any, path: str, depth: int) -> Any:
                     f"({len(key)}) exceeds maximum allowed ({MAX_NAME_LENGTH}) "
                     f"(name '{key[:MAX_NAME_LENGTH]}...')",
                 )
-            sub = escape_segment(key) if not path else f"{path}.{escape_segment(key)}"
+            sub = join_path(path, key)
             if len(sub) > MAX_PATH_LENGTH:
                 raise ApiError(
                     "SHRED_DOC_LIMIT_VIOLATION",
@@ -480,7 +485,7 @@ def shred(doc: dict[str, Any], indexing: Indexing) -> dict[str, str]:
             out[path] = typed(value)
 
     def walk_object(name: str, path: str, obj: dict[str, Any], in_array: bool) -> None:
-        keys = [k for k in obj if not path or indexing.indexed(f"{path}.{escape_segment(k)}")]
+        keys = [k for k in obj if indexing.indexed(join_path(path, k))]
         if len(keys) > MAX_OBJECT_PROPERTIES:
             raise ApiError(
                 "SHRED_DOC_LIMIT_VIOLATION",
@@ -490,12 +495,11 @@ def shred(doc: dict[str, Any], indexing: Indexing) -> dict[str, str]:
             )
         total[0] += len(keys)
         for key, item in obj.items():
-            sub = escape_segment(key) if not path else f"{path}.{escape_segment(key)}"
             if not path and key == "_id":
                 if isinstance(item, str):
                     check_string(key, item)
                 continue
-            walk(key, sub, item, in_array)
+            walk(key, join_path(path, key), item, in_array)
 
     walk_object("", "", doc, False)
     if total[0] > MAX_DOC_PROPERTIES:
@@ -1327,28 +1331,28 @@ class Emulator:
         # (doc id, error or None); None = not attempted (ordered, after a failure)
         outcome: list[tuple[Any, ApiError | None] | None] = [None] * len(raws)
         pending: list[tuple[int, Prepared, Any]] = []
+
+        def settle(i: int, doc: Prepared, future: Any) -> bool:
+            ok = bool(future.result().was_applied)
+            outcome[i] = (doc.doc_id, None if ok else already_exists(doc.doc_id))
+            return ok
+
         for i, raw in enumerate(raws):
-            doc_id = raw.get("_id") if isinstance(raw, dict) else None
             try:
                 doc = prepare_document(coll, raw)
             except ApiError as exc:
-                outcome[i] = (doc_id, exc)
+                outcome[i] = (raw.get("_id") if isinstance(raw, dict) else None, exc)
                 if ordered:
                     break
                 continue
-            if ordered:
-                applied = self.store.insert_async(coll, doc.key, doc.doc_json, doc.index)
-                if applied.result().was_applied:
-                    outcome[i] = (doc.doc_id, None)
-                else:
-                    outcome[i] = (doc.doc_id, already_exists(doc.doc_id))
+            future = self.store.insert_async(coll, doc.key, doc.doc_json, doc.index)
+            if ordered:  # one at a time, up to the first failure
+                if not settle(i, doc, future):
                     break
-            else:
-                future = self.store.insert_async(coll, doc.key, doc.doc_json, doc.index)
+            else:  # all sent at once, then collected
                 pending.append((i, doc, future))
-        for i, doc, future in pending:  # unordered: all sent at once, then collected
-            ok = future.result().was_applied
-            outcome[i] = (doc.doc_id, None if ok else already_exists(doc.doc_id))
+        for item in pending:
+            settle(*item)
         errors: list[dict[str, Any]] = []
         messages: list[str] = []
         status: dict[str, Any]
@@ -1726,16 +1730,20 @@ def encode_page_state(state: bytes) -> str:
     return base64.b64encode(state).decode("ascii")
 
 
+def bad_page_state() -> ApiError:
+    return ApiError(
+        "COMMAND_FIELD_VALUE_INVALID",
+        "Command field 'options.pageState' not valid: not a page state this server gave.",
+    )
+
+
 def decode_page_state(text: Any) -> bytes | None:
     if not text:
         return None
     try:
         return base64.b64decode(str(text), validate=True)
     except (ValueError, binascii.Error):
-        raise ApiError(
-            "COMMAND_FIELD_VALUE_INVALID",
-            "Command field 'options.pageState' not valid: not a page state this server gave.",
-        ) from None
+        raise bad_page_state() from None
 
 
 def encode_find_state(state: bytes, remaining: int | None) -> str:
@@ -1746,12 +1754,9 @@ def encode_find_state(state: bytes, remaining: int | None) -> str:
 
 def decode_find_state(text: str) -> tuple[bytes | None, int | None]:
     head, _, tail = str(text).partition("~")
-    remaining = None
-    if tail:
-        if not tail.isdigit():
-            decode_page_state("!")  # raises the error
-        remaining = int(tail)
-    return decode_page_state(head), remaining
+    if tail and not tail.isdigit():
+        raise bad_page_state()
+    return decode_page_state(head), int(tail) if tail else None
 
 
 DATABASE_COMMANDS = {
