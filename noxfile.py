@@ -52,6 +52,7 @@ _SERVICE_OF = {
     "KVSTORES_TEST_MONGODB_URL": "ferretdb",
     "KVSTORES_TEST_CASSANDRA_URL": "cassandra",
     "KVSTORES_TEST_CASSANDRA_CLUSTER_URL": "cassandra-cluster",
+    "KVSTORES_TEST_ASTRADB_URL": "dataapi",
 }
 
 

@@ -2,16 +2,19 @@
 # Start/stop real database servers for kvstores integration tests, as plain
 # processes (no Docker, no systemd):
 #
-#   scripts/services.sh start [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
-#   scripts/services.sh stop  [postgres|mysql|redis|redis-cluster|ferretdb|cassandra|cassandra-cluster ...]
-#   (no names: all of them)
+#   scripts/services.sh start [SERVICE ...]
+#   scripts/services.sh stop  [SERVICE ...]
+#   (SERVICE: postgres mysql redis redis-cluster ferretdb cassandra
+#   cassandra-cluster dataapi; none: all of them)
 #   scripts/services.sh env
 #   scripts/services.sh stop-node  cassandra-cluster N   (node N, 1-based; data kept)
 #   scripts/services.sh start-node cassandra-cluster N   (restart it on its data)
 #
 # `start`, `start-node` and `env` print `export KVSTORES_TEST_*_URL=...` lines
 # on stdout and everything else on stderr, so `eval "$(scripts/services.sh
-# start)"` works.
+# start)"` works. `dataapi` (an emulator of Astra DB's Data API, for the
+# AstraDB tests) keeps its documents in the `cassandra` service and starts it
+# when it is not running.
 # All state (data, logs, pid files, env file) lives in
 # ${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}. Must run as root (apt,
 # useradd, runuser). Servers bind 127.0.0.1 on non-default ports so they never
@@ -23,7 +26,8 @@
 # KVSTORES_CASSANDRA_STORAGE_PORT 57100, JMX KVSTORES_CASSANDRA_JMX_PORT 57199)
 # and KVSTORES_CASSANDRA_CLUSTER_PORT (59043 on 127.0.0.1-3; storage port
 # KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT 57101, JMX
-# KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") override them.
+# KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") and
+# KVSTORES_DATAAPI_PORT (58181, the Data API emulator) override them.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
@@ -48,7 +52,8 @@ set -euo pipefail
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # In this order: start order of the default set, and order of the env lines.
-ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster)
+# dataapi last: its start waits for cassandra, so the other servers boot meanwhile.
+ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster dataapi)
 
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
@@ -60,7 +65,7 @@ done
 unset _s
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
