@@ -464,3 +464,26 @@ def test_silent_listener_times_out(silent_listener: tuple[str, int], use_async: 
         call()
     assert time.monotonic() - started < 1 + 3
     store.close()
+
+
+def test_writers_of_one_key_at_once(url_place: Place) -> None:
+    """The Data API answers a conditional write that lost a race with
+    FAILED_CONCURRENT_OPERATIONS; the store sends its replacements again."""
+    stores = [url_place.store(namespace="hot") for _ in range(8)]
+    stores[0].mset([("k", b"start")])
+    errors: list[BaseException] = []
+
+    def write(store: AstraDBByteStore, n: int) -> None:
+        try:
+            for i in range(10):
+                store.mset([("k", f"{n}-{i}".encode())])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert stores[0].mget(["k"])[0] is not None

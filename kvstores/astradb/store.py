@@ -69,6 +69,9 @@ UNINDEXED = ["v", "f"]
 _KEYS = {"_id": True, "exp": True}  # not {"_id": True} alone: some servers then send all
 _VALUES = {"_id": True, "v": True, "exp": True, "f": True}
 _OPTIONS = ("keyspace", "collection", "token")
+#: What the Data API answers a conditional write that lost a race with another writer of
+#: the same document: worth sending again.
+_RETRIED = {"FAILED_CONCURRENT_OPERATIONS"}
 
 Doc = dict[str, Any]
 Target = str | Database | Collection[Doc] | AsyncCollection[Doc]
@@ -129,6 +132,9 @@ class AstraDBBase(BackendStore[V]):
     insert_chunk: int = 50
     #: Requests in flight at once per operation of the sync methods (threads).
     concurrency: int = 8
+    #: Times a batch's replacements are sent again when the server reports a race with
+    #: another writer of the same key (``FAILED_CONCURRENT_OPERATIONS``).
+    retries: int = 3
 
     def __init__(
         self,
@@ -374,14 +380,25 @@ class AstraDBBase(BackendStore[V]):
                 )
             ]
         except CollectionInsertManyException as exc:
-            if error_codes(exc) != {"DOCUMENT_ALREADY_EXISTS"}:
+            if not error_codes(exc) <= _RETRIED | {"DOCUMENT_ALREADY_EXISTS"}:
                 raise
             inserted = set(exc.inserted_ids)
-            yield [
-                partial(collection.replace_one, {"_id": doc["_id"]}, doc, upsert=True)
-                for doc in documents
-                if doc["_id"] not in inserted
-            ]
+            rest = [doc for doc in documents if doc["_id"] not in inserted]
+        else:
+            return
+        for attempt in range(self.retries + 1):
+            try:
+                yield [
+                    partial(collection.replace_one, {"_id": doc["_id"]}, doc, upsert=True)
+                    for doc in rest
+                ]
+            except DataAPIResponseException as exc:
+                # Writers of one key at once: the server's conditional write lost a race.
+                # Replacing again is idempotent.
+                if attempt == self.retries or not error_codes(exc) <= _RETRIED:
+                    raise
+            else:
+                return
 
     def _mdelete_program(self, collection: Any, keys: list[str]) -> Program[None]:
         """One ``deleteMany`` with ``_id: {$in}`` per chunk of `find_chunk` ids, all at once."""
