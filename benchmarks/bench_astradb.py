@@ -1,12 +1,13 @@
 """`AstraDBByteStore` against raw astrapy, side by side in one process.
 
 The raw baseline is what a user of astrapy writes for the same job on a collection of their
-own (same layout: ``_id``, ``ns``, ``v`` unindexed): ``replace_one(upsert=True)`` per key for
-an upsert (astrapy has no batch upsert), run concurrently (20 at once, astrapy's own
+own (same layout: ``_id``, ``ns``, ``v`` unindexed): ``replace_one(upsert=True)`` per key
+for an upsert (astrapy has no batch upsert), run concurrently (20 at once, astrapy's own
 insert_many concurrency; threads for sync, gathered for async), one ``find`` with ``_id``
-``$in`` (astrapy pages through it), one ``delete_many`` with ``_id`` ``$in`` (astrapy repeats
-it while the server says more), and the keys of a prefix from a ``find`` on ``ns`` filtered
-in Python (the open-source Data API has no ranges).
+``$in`` per 100 keys (the API's limit; astrapy pages through it), one ``delete_many`` with
+``_id`` ``$in`` per 100 keys (astrapy repeats it while the server says more), and the keys
+of a prefix from a ``find`` on ``ns`` filtered in Python (the open-source Data API has no
+ranges).
 
 python benchmarks/bench_astradb.py [--url astradb+http://127.0.0.1:58181/kvstores_test
                                      ?token=...] [--batches 100] [--markdown] ...
@@ -33,6 +34,11 @@ from kvstores.astradb import AstraDBByteStore
 from kvstores.benchmark import Case, Pair, build_parser, main
 
 CONCURRENCY = 20
+IN_LIMIT = 100  # the Data API's largest $in
+
+
+def _chunks(keys: Sequence[str]) -> list[list[str]]:
+    return [list(keys[i : i + IN_LIMIT]) for i in range(0, len(keys), IN_LIMIT)]
 
 
 class RawAstra:
@@ -60,12 +66,15 @@ class RawAstra:
         list(self.pool.map(lambda p: replace({"_id": p[0]}, self._doc(*p), upsert=True), pairs))
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
-        docs = self.coll.find({"_id": {"$in": list(keys)}}, projection={"v": True}).to_list()
-        found = {doc["_id"]: bytes(doc["v"]) for doc in docs}
+        found = {}
+        for chunk in _chunks(keys):
+            docs = self.coll.find({"_id": {"$in": chunk}}, projection={"v": True}).to_list()
+            found.update((doc["_id"], bytes(doc["v"])) for doc in docs)
         return [found.get(key) for key in keys]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
-        self.coll.delete_many({"_id": {"$in": list(keys)}})
+        for chunk in _chunks(keys):
+            self.coll.delete_many({"_id": {"$in": chunk}})
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
         for doc in self.coll.find({"ns": ""}, projection={"_id": True, "ns": True}):
@@ -82,12 +91,15 @@ class RawAstra:
         await asyncio.gather(*(one(key, value) for key, value in pairs))
 
     async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
-        cursor = self._async().find({"_id": {"$in": list(keys)}}, projection={"v": True})
-        found = {doc["_id"]: bytes(doc["v"]) for doc in await cursor.to_list()}
+        found = {}
+        for chunk in _chunks(keys):
+            cursor = self._async().find({"_id": {"$in": chunk}}, projection={"v": True})
+            found.update((doc["_id"], bytes(doc["v"])) for doc in await cursor.to_list())
         return [found.get(key) for key in keys]
 
     async def amdelete(self, keys: Sequence[str], /) -> None:
-        await self._async().delete_many({"_id": {"$in": list(keys)}})
+        for chunk in _chunks(keys):
+            await self._async().delete_many({"_id": {"$in": chunk}})
 
     async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
         async for doc in self._async().find({"ns": ""}, projection={"_id": True, "ns": True}):
