@@ -187,6 +187,8 @@ class AstraDBBase(BackendStore[V]):
                     "configure the astrapy object you pass instead"
                 )
             if isinstance(target, Database):
+                if collection == "":
+                    raise ConfigurationError("astradb: collection must not be empty")
                 self._database = target
                 self._collection = target.get_collection(collection or "kvstores")
             elif isinstance(target, Collection):
@@ -556,8 +558,13 @@ class AstraDBStore(AstraDBBase[Any]):
 
     def check_values(self, values: Sized[Any]) -> Sized[Any]:
         check_json_like(values, max_depth=MAX_DEPTH, field_problem=_field_problem)
+        compact = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
         for value in values:
-            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            size = len(compact(value))
+            floats: list[list[str | int]] = []
+            _integral_floats(value, [], floats)
+            if floats:  # the document's "f" list counts too
+                size += len(compact(floats)) + 5
             if size > MAX_DOCUMENT_CHARS:
                 raise InvalidValueError(
                     f"a value of {size} characters as JSON is over the Data API's limit "
