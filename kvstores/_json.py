@@ -30,17 +30,19 @@ def _unencodable(text: str) -> bool:
 
 
 class _Walker:
-    __slots__ = ("field_problem", "integers", "max_depth")
+    __slots__ = ("field_problem", "integers", "max_depth", "nulls")
 
     def __init__(
         self,
         max_depth: int,
         field_problem: Callable[[str], str | None],
         integers: range | None,
+        nulls: bool,
     ) -> None:
         self.max_depth = max_depth
         self.field_problem = field_problem
         self.integers = integers
+        self.nulls = nulls
 
     def size(self, value: Any, depth: int) -> int:
         """An upper bound of `value`'s size stored (BSON-like: 4 bytes a character); raises
@@ -66,6 +68,8 @@ class _Walker:
                 raise _Refused(InvalidValueError(f"nested deeper than {self.max_depth} levels"))
             return self.container(value, depth + 1)
         if value is None:
+            if self.nulls:
+                return 1
             raise _Refused(TypeError("None is not storable inside a value either"))
         raise _Refused(TypeError(f"{kind.__name__} is not JSON-like: use {JSON_KINDS}"))
 
@@ -102,6 +106,7 @@ def check_json_like(
     max_depth: int,
     field_problem: Callable[[str], str | None],
     integers: range | None = None,
+    nulls: bool = False,
 ) -> list[int]:
     """Check a batch of JSON-like values (dict with `str` keys, list, str, int, float, bool,
     nested) that a document store keeps natively, writing nothing: the values JSON gives back
@@ -109,7 +114,8 @@ def check_json_like(
     character), for the backend's own ceiling.
 
     `field_problem(name)` says why the server cannot store a field name (``None``: it can);
-    `integers` is the range of integers the server keeps exactly (``None``: any).
+    `integers` is the range of integers the server keeps exactly (``None``: any); with
+    `nulls`, `None` is taken inside a value (JSON's null), never as the value itself.
 
     Raises:
         TypeError: a value is `None`, or holds something other than those types (a set, a
@@ -118,7 +124,7 @@ def check_json_like(
             field name with a lone surrogate, a field name `field_problem` refuses, nesting
             deeper than `max_depth`. The message names the place (``value['a'][0]``).
     """
-    walker = _Walker(max_depth, field_problem, integers)
+    walker = _Walker(max_depth, field_problem, integers, nulls)
     sizes = []
     for value in values:
         if value is None:

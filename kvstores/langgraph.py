@@ -1,0 +1,487 @@
+"""LangGraph long-term memory on any kvstores byte store: `LangGraphStore`.
+
+``pip install "kvstores[langgraph]"`` (langgraph-checkpoint). A `LangGraphStore` is a
+`langgraph.store.base.BaseStore`: give it to ``StateGraph.compile(store=...)`` and an
+agent's memories live in Redis, PostgreSQL, SQLite, MongoDB, Cassandra, AstraDB, files or
+memory. The README's "LangGraph" section documents the layout and the choices.
+
+Layout: an item is one byte-store entry whose key is ``lg/`` + each namespace label
+escaped (``%`` → ``%25``, ``/`` → ``%2F``, ``|`` → ``%7C``) and followed by ``/``, then
+``|`` and the item key (``%`` → ``%25``, NUL → ``%00``). So a namespace is a key prefix
+(`search` and `list_namespaces` are prefix listings), and ``("a",)``, ``("a", "b")``,
+``("ab",)`` never share a prefix they should not. A key over the byte store's limit is
+shortened to a head and a SHA-256 (`kvstores.backend.shorten_key`); the entry's value, JSON,
+holds the namespace, key, value, timestamps and expiry, so such keys are resolved from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+from kvstores._registry import require
+from kvstores.backend import MAX_KEY_LENGTH, ByteStore, check_json_like, shorten_key
+
+require("langgraph.store.base", "langgraph")
+
+from langgraph.store.base import (  # noqa: E402
+    BaseStore,
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    NotProvided,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+)
+from langgraph.store.base import validate_op_namespace as _validate_op  # noqa: E402
+
+__all__ = ["ITEM_ROOT", "LangGraphStore", "item_key"]
+
+ITEM_ROOT = "lg/"
+_LABEL = str.maketrans({"%": "%25", "/": "%2F", "|": "%7C"})
+_KEY = str.maketrans({"%": "%25", "\x00": "%00"})
+_PAGE = 1000
+#: Keys are cut to a head and a hash past this length; listings by a longer prefix read
+#: the head and check the namespace held in the value.
+_HEAD = MAX_KEY_LENGTH - 65
+
+
+def namespace_prefix(namespace: Sequence[str]) -> str:
+    """The byte-store key prefix of a namespace and everything below it."""
+    return ITEM_ROOT + "".join(label.translate(_LABEL) + "/" for label in namespace)
+
+
+def item_key(namespace: Sequence[str], key: str) -> str:
+    """The byte-store key of an item."""
+    full = namespace_prefix(namespace) + "|" + key.translate(_KEY)
+    return full if len(full) <= MAX_KEY_LENGTH else shorten_key(full, MAX_KEY_LENGTH, head=_HEAD)
+
+
+def _no_field_problem(name: str) -> str | None:
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Entry:
+    """An item as stored: namespace, key, value, timestamps, expiry and its ttl (minutes)."""
+
+    __slots__ = ("created", "expires", "key", "namespace", "ttl", "updated", "value")
+
+    def __init__(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: dict[str, Any],
+        created: datetime,
+        updated: datetime,
+        ttl: float | None,
+    ) -> None:
+        self.namespace, self.key, self.value = namespace, key, value
+        self.created, self.updated, self.ttl = created, updated, ttl
+        self.expires = None if ttl is None else updated + timedelta(minutes=ttl)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "n": list(self.namespace),
+                "k": self.key,
+                "v": self.value,
+                "c": self.created.isoformat(),
+                "u": self.updated.isoformat(),
+                "t": self.ttl,
+                "e": None if self.expires is None else self.expires.isoformat(),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> _Entry:
+        raw = json.loads(data)
+        entry = cls(
+            tuple(raw["n"]),
+            raw["k"],
+            raw["v"],
+            datetime.fromisoformat(raw["c"]),
+            datetime.fromisoformat(raw["u"]),
+            raw["t"],
+        )
+        if raw["e"] is not None:
+            entry.expires = datetime.fromisoformat(raw["e"])
+        return entry
+
+    def live(self, now: datetime) -> bool:
+        return self.expires is None or self.expires > now
+
+    def refreshed(self, now: datetime, writes: dict[str, bytes]) -> None:
+        """Move a read item's expiry to ``now + ttl`` (refresh on read), written back."""
+        if self.ttl is not None:
+            self.expires = now + timedelta(minutes=self.ttl)
+            writes[item_key(self.namespace, self.key)] = self.encode()
+
+    def item(self, cls: type[Item] = Item, **extra: Any) -> Any:
+        return cls(
+            value=json.loads(json.dumps(self.value)),  # an equal copy, never shared
+            key=self.key,
+            namespace=self.namespace,
+            created_at=self.created,
+            updated_at=self.updated,
+            **extra,
+        )
+
+
+def _compare(item_value: Any, filter_value: Any) -> bool:
+    """LangGraph's filter semantics (its `InMemoryStore`'s, PostgreSQL JSONB's): operators
+    ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte`` (numbers as numbers), a dict
+    without operators matching a sub-dict, lists element by element."""
+    if isinstance(filter_value, dict):
+        if any(name.startswith("$") for name in filter_value):
+            return all(_operator(item_value, op, arg) for op, arg in filter_value.items())
+        if not isinstance(item_value, dict):
+            return False
+        return all(_compare(item_value.get(k), v) for k, v in filter_value.items())
+    if isinstance(filter_value, (list, tuple)):
+        return (
+            isinstance(item_value, (list, tuple))
+            and len(item_value) == len(filter_value)
+            and all(_compare(i, f) for i, f in zip(item_value, filter_value, strict=True))
+        )
+    return bool(item_value == filter_value)
+
+
+def _operator(value: Any, operator: str, arg: Any) -> bool:
+    if operator == "$eq":
+        return bool(value == arg)
+    if operator == "$ne":
+        return bool(value != arg)
+    comparisons = {
+        "$gt": float.__gt__,
+        "$gte": float.__ge__,
+        "$lt": float.__lt__,
+        "$lte": float.__le__,
+    }
+    if operator not in comparisons:
+        raise ValueError(f"Unsupported operator: {operator}")
+    try:
+        return bool(comparisons[operator](float(value), float(arg)))
+    except (TypeError, ValueError):
+        return False  # a missing or non-numeric value matches no comparison
+
+
+def _matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = condition.path
+    if len(namespace) < len(path):
+        return False
+    if condition.match_type not in ("prefix", "suffix"):
+        raise ValueError(f"Unsupported match type: {condition.match_type}")
+    if condition.match_type == "suffix":
+        namespace = namespace[len(namespace) - len(path) :]
+    else:
+        namespace = namespace[: len(path)]
+    pairs = zip(namespace, path, strict=True)
+    return all(p == "*" or n == p for n, p in pairs)
+
+
+class _Plan:
+    """A batch's work, decided before any I/O: the keys to read (gets and the puts'
+    current entries, for ``created_at``), the searches and listings, and the results."""
+
+    def __init__(self, store: LangGraphStore, ops: Sequence[Op]) -> None:
+        self.store = store
+        self.ops = ops
+        self.results: list[Result] = [None] * len(ops)
+        self.puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        reads: dict[str, None] = {}
+        for op in ops:
+            _validate_op(op)
+            if isinstance(op, GetOp):
+                reads[item_key(op.namespace, op.key)] = None
+            elif isinstance(op, PutOp):
+                self.puts[(op.namespace, op.key)] = op  # the last put of a key wins
+                reads[item_key(op.namespace, op.key)] = None
+            elif not isinstance(op, (SearchOp, ListNamespacesOp)):
+                raise ValueError(f"Unknown operation type: {type(op)}")
+        self.reads = list(reads)
+
+    def entries(self, values: Sequence[bytes | None]) -> dict[str, _Entry]:
+        found = {}
+        for key, data in zip(self.reads, values, strict=True):
+            if data is not None:
+                found[key] = _Entry.decode(data)
+        return found
+
+    def apply(
+        self, found: dict[str, _Entry], searched: dict[int, list[_Entry]]
+    ) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """Fill the results; the entries to write (puts, refreshed expiries) and the keys
+        to delete."""
+        store, now = self.store, _now()
+        writes: dict[str, bytes] = {}
+        for index, op in enumerate(self.ops):
+            if isinstance(op, GetOp):
+                entry = found.get(item_key(op.namespace, op.key))
+                if entry is None or (entry.namespace, entry.key) != (op.namespace, op.key):
+                    continue  # absent, or another item's shortened key
+                if not entry.live(now):
+                    continue
+                if store.refresh(op.refresh_ttl):
+                    entry.refreshed(now, writes)
+                self.results[index] = entry.item()
+            elif isinstance(op, SearchOp):
+                hits = searched.get(index, [])
+                if store.refresh(op.refresh_ttl):
+                    for entry in hits:
+                        entry.refreshed(now, writes)
+                self.results[index] = [entry.item(SearchItem) for entry in hits]
+            elif isinstance(op, ListNamespacesOp):
+                pass  # filled by the listing
+        deletes: list[str] = []
+        for (namespace, key), op in self.puts.items():
+            stored = item_key(namespace, key)
+            if op.value is None:
+                deletes.append(stored)
+                writes.pop(stored, None)
+                continue
+            store.check_value(op.value)
+            before = found.get(stored)
+            created = before.created if before is not None and before.live(now) else now
+            ttl = store.ttl_of(op)
+            writes[stored] = _Entry(namespace, key, dict(op.value), created, now, ttl).encode()
+        return list(writes.items()), deletes
+
+
+class LangGraphStore(BaseStore):
+    """LangGraph's `BaseStore` over a kvstores byte store; see `kvstores.langgraph`."""
+
+    supports_ttl: bool = True
+
+    def __init__(self, byte_store: ByteStore, *, ttl: TTLConfig | None = None) -> None:
+        """`byte_store`: any kvstores byte store (the `LangGraphStore` uses keys under
+        ``lg/``); `ttl`: LangGraph's `TTLConfig` (minutes: ``default_ttl``,
+        ``refresh_on_read``, ``sweep_interval_minutes``)."""
+        self.byte_store = byte_store
+        self.ttl_config = ttl
+        self._sweeper: threading.Thread | None = None
+        self._sweeper_stop = threading.Event()
+
+    @classmethod
+    def from_url(cls, url: str, *, ttl: TTLConfig | None = None, **options: Any) -> Self:
+        """A `LangGraphStore` on ``kvstores.from_url(url, **options)``."""
+        from kvstores import from_url
+
+        return cls(from_url(url, **options), ttl=ttl)
+
+    # Settings
+
+    def refresh(self, refresh_ttl: bool | None) -> bool:
+        if refresh_ttl is not None:
+            return refresh_ttl
+        return bool((self.ttl_config or {}).get("refresh_on_read", True))
+
+    def ttl_of(self, op: PutOp) -> float | None:
+        ttl: Any = op.ttl
+        if isinstance(ttl, NotProvided):
+            return (self.ttl_config or {}).get("default_ttl")
+        return None if ttl is None else float(ttl)
+
+    @staticmethod
+    def check_value(value: Any) -> None:
+        """An item's value must be a JSON object that JSON gives back as it is."""
+        if not isinstance(value, dict):
+            raise TypeError(f"an item's value must be a dict, not {type(value).__name__}")
+        check_json_like([value], max_depth=1000, field_problem=_no_field_problem, nulls=True)
+
+    # Listing
+
+    def _listing_prefix(self, namespace: Sequence[str]) -> str:
+        prefix = namespace_prefix(namespace)
+        return prefix if len(prefix) <= _HEAD else prefix[:_HEAD]
+
+    def _scan(self, namespace: Sequence[str]) -> Iterable[_Entry]:
+        """The live entries under `namespace`, a page of keys and values at a time."""
+        store, now = self.byte_store, _now()
+        prefix = tuple(namespace)
+        keys = store.yield_keys(prefix=self._listing_prefix(namespace))
+        page: list[str] = []
+        for key in keys:
+            page.append(key)
+            if len(page) == _PAGE:
+                yield from _live(store.mget(page), prefix, now)
+                page = []
+        if page:
+            yield from _live(store.mget(page), prefix, now)
+
+    async def _ascan(self, namespace: Sequence[str]) -> list[_Entry]:
+        store, now = self.byte_store, _now()
+        prefix = tuple(namespace)
+        found: list[_Entry] = []
+        page: list[str] = []
+        async for key in store.ayield_keys(prefix=self._listing_prefix(namespace)):
+            page.append(key)
+            if len(page) == _PAGE:
+                found += _live(await store.amget(page), prefix, now)
+                page = []
+        if page:
+            found += _live(await store.amget(page), prefix, now)
+        return found
+
+    def _search(self, op: SearchOp, entries: Iterable[_Entry]) -> list[_Entry]:
+        if op.query is not None:
+            raise NotImplementedError(
+                "semantic search (query=...) needs an index, which kvstores.langgraph "
+                "does not support yet"
+            )
+        hits = [e for e in entries if not op.filter or _compare(e.value, op.filter)]
+        hits.sort(key=lambda e: (e.namespace, e.key))
+        return hits[op.offset : op.offset + op.limit]
+
+    @staticmethod
+    def _namespaces(op: ListNamespacesOp, entries: Iterable[_Entry]) -> list[tuple[str, ...]]:
+        names = {e.namespace for e in entries}
+        if op.match_conditions:
+            names = {n for n in names if all(_matches(c, n) for c in op.match_conditions)}
+        if op.max_depth is not None:
+            names = {n[: op.max_depth] for n in names}
+        return sorted(names)[op.offset : op.offset + op.limit]
+
+    @staticmethod
+    def _listing_namespace(op: ListNamespacesOp) -> tuple[str, ...]:
+        """The namespace whose listing holds every match: the leading labels of a prefix
+        condition before any wildcard."""
+        for condition in op.match_conditions or ():
+            if condition.match_type == "prefix":
+                lead: list[str] = []
+                for label in condition.path:
+                    if label == "*":
+                        break
+                    lead.append(label)
+                return tuple(lead)
+        return ()
+
+    # Batches
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        plan = _Plan(self, ops)
+        found = plan.entries(self.byte_store.mget(plan.reads)) if plan.reads else {}
+        searched: dict[int, list[_Entry]] = {}
+        for index, op in enumerate(ops):
+            if isinstance(op, SearchOp):
+                searched[index] = self._search(op, self._scan(op.namespace_prefix))
+            elif isinstance(op, ListNamespacesOp):
+                entries = self._scan(self._listing_namespace(op))
+                plan.results[index] = self._namespaces(op, entries)
+        writes, deletes = plan.apply(found, searched)
+        if writes:
+            self.byte_store.mset(writes)
+        if deletes:
+            self.byte_store.mdelete(deletes)
+        return plan.results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        plan = _Plan(self, ops)
+        found = plan.entries(await self.byte_store.amget(plan.reads)) if plan.reads else {}
+        searched: dict[int, list[_Entry]] = {}
+        for index, op in enumerate(ops):
+            if isinstance(op, SearchOp):
+                searched[index] = self._search(op, await self._ascan(op.namespace_prefix))
+            elif isinstance(op, ListNamespacesOp):
+                entries = await self._ascan(self._listing_namespace(op))
+                plan.results[index] = self._namespaces(op, entries)
+        writes, deletes = plan.apply(found, searched)
+        if writes:
+            await self.byte_store.amset(writes)
+        if deletes:
+            await self.byte_store.amdelete(deletes)
+        return plan.results
+
+    # Expiry
+
+    def sweep_ttl(self) -> int:
+        """Delete every expired item now; returns how many. Reads never return them
+        anyway."""
+        store, now = self.byte_store, _now()
+        expired: list[str] = []
+        page: list[str] = []
+
+        def check(keys: list[str]) -> None:
+            for key, data in zip(keys, store.mget(keys), strict=True):
+                if data is not None and not _Entry.decode(data).live(now):
+                    expired.append(key)
+
+        for key in store.yield_keys(prefix=ITEM_ROOT):
+            page.append(key)
+            if len(page) == _PAGE:
+                check(page)
+                page = []
+        if page:
+            check(page)
+        for start in range(0, len(expired), _PAGE):
+            store.mdelete(expired[start : start + _PAGE])
+        return len(expired)
+
+    async def asweep_ttl(self) -> int:
+        """Async `sweep_ttl` (in a worker thread)."""
+        return await asyncio.to_thread(self.sweep_ttl)
+
+    def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> Future[None]:
+        """Sweep expired items every `sweep_interval_minutes` (default: the TTL config's
+        ``sweep_interval_minutes``, else 5) in a daemon thread, until `stop_ttl_sweeper`."""
+        minutes = (
+            sweep_interval_minutes or (self.ttl_config or {}).get("sweep_interval_minutes") or 5
+        )
+        done: Future[None] = Future()
+        if self._sweeper is not None:
+            done.set_result(None)
+            return done
+        self._sweeper_stop.clear()
+
+        def loop() -> None:
+            try:
+                while not self._sweeper_stop.wait(minutes * 60):
+                    self.sweep_ttl()
+            finally:
+                done.set_result(None)
+
+        self._sweeper = threading.Thread(target=loop, name="kvstores-langgraph-ttl", daemon=True)
+        self._sweeper.start()
+        return done
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper thread; whether it stopped within `timeout` seconds."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is None:
+            return True
+        self._sweeper_stop.set()
+        sweeper.join(timeout)
+        return not sweeper.is_alive()
+
+    def close(self) -> None:
+        """Stop the sweeper and close the byte store."""
+        self.stop_ttl_sweeper()
+        self.byte_store.close()
+
+
+def _live(values: Sequence[bytes | None], prefix: tuple[str, ...], now: datetime) -> list[_Entry]:
+    entries = []
+    for data in values:
+        if data is None:
+            continue
+        entry = _Entry.decode(data)
+        if entry.live(now) and entry.namespace[: len(prefix)] == prefix:
+            entries.append(entry)
+    return entries
