@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -31,7 +32,9 @@ require("langgraph.store.base", "langgraph")
 
 from langgraph.store.base import (  # noqa: E402
     BaseStore,
+    Embeddings,
     GetOp,
+    IndexConfig,
     Item,
     ListNamespacesOp,
     MatchCondition,
@@ -42,12 +45,18 @@ from langgraph.store.base import (  # noqa: E402
     SearchItem,
     SearchOp,
     TTLConfig,
+    ensure_embeddings,
 )
 from langgraph.store.base import validate_op_namespace as _validate_op  # noqa: E402
+from langgraph.store.base.embed import get_text_at_path, tokenize_path  # noqa: E402
+
+from kvstores.encoding import decode_float32, encode_float32  # noqa: E402
 
 __all__ = ["ITEM_ROOT", "LangGraphStore", "item_key"]
 
 ITEM_ROOT = "lg/"
+#: Where an item's vectors live (semantic search): the same path under this root.
+VECTOR_ROOT = "lgv/"
 _LABEL = str.maketrans({"%": "%25", "/": "%2F", "|": "%7C"})
 _KEY = str.maketrans({"%": "%25", "\x00": "%00"})
 _PAGE = 1000
@@ -56,15 +65,36 @@ _PAGE = 1000
 _HEAD = MAX_KEY_LENGTH - 65
 
 
-def namespace_prefix(namespace: Sequence[str]) -> str:
+def namespace_prefix(namespace: Sequence[str], root: str = ITEM_ROOT) -> str:
     """The byte-store key prefix of a namespace and everything below it."""
-    return ITEM_ROOT + "".join(label.translate(_LABEL) + "/" for label in namespace)
+    return root + "".join(label.translate(_LABEL) + "/" for label in namespace)
 
 
-def item_key(namespace: Sequence[str], key: str) -> str:
-    """The byte-store key of an item."""
-    full = namespace_prefix(namespace) + "|" + key.translate(_KEY)
+def item_key(namespace: Sequence[str], key: str, root: str = ITEM_ROOT) -> str:
+    """The byte-store key of an item (with `root` `VECTOR_ROOT`: of its vectors)."""
+    full = namespace_prefix(namespace, root) + "|" + key.translate(_KEY)
     return full if len(full) <= MAX_KEY_LENGTH else shorten_key(full, MAX_KEY_LENGTH, head=_HEAD)
+
+
+def encode_vectors(vectors: dict[str, list[float]]) -> bytes:
+    """An item's vectors: a JSON line of their paths and dimensions, then float32s."""
+    paths = list(vectors)
+    dims = len(vectors[paths[0]]) if paths else 0
+    header = json.dumps({"p": paths, "d": dims}, ensure_ascii=False).encode()
+    return header + b"\n" + b"".join(encode_float32(vectors[path]) for path in paths)
+
+
+def decode_vectors(data: bytes) -> list[list[float]]:
+    header, _, packed = data.partition(b"\n")
+    meta = json.loads(header)
+    flat, dims = decode_float32(packed), meta["d"]
+    return [flat[i * dims : (i + 1) * dims] for i in range(len(meta["p"]))]
+
+
+def _cosine(query: Sequence[float], vector: Sequence[float]) -> float:
+    dot = sum(a * b for a, b in zip(query, vector, strict=False))
+    norms = math.sqrt(sum(a * a for a in query)) * math.sqrt(sum(b * b for b in vector))
+    return dot / norms if norms else 0.0
 
 
 def _no_field_problem(name: str) -> str | None:
@@ -223,11 +253,43 @@ class _Plan:
                 found[key] = _Entry.decode(data)
         return found
 
+    def texts(self) -> dict[str, list[tuple[tuple[str, ...], str, str]]]:
+        """What the puts' indexed fields hold, by text: (namespace, key, path) each, so a
+        batch's documents are embedded in one call."""
+        fields = self.store.fields
+        to_embed: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
+        if fields is None:
+            return to_embed
+        for (namespace, key), op in self.puts.items():
+            if op.value is None or op.index is False:
+                continue
+            paths = fields if op.index is None else [(f, tokenize_path(f)) for f in op.index]
+            for path, tokens in paths:
+                texts = get_text_at_path(op.value, tokens)
+                for i, text in enumerate(texts):
+                    where = f"{path}.{i}" if len(texts) > 1 else path
+                    to_embed.setdefault(text, []).append((namespace, key, where))
+        return to_embed
+
+    def vectors(
+        self,
+        to_embed: dict[str, list[tuple[tuple[str, ...], str, str]]],
+        embedded: Sequence[Sequence[float]],
+    ) -> dict[tuple[tuple[str, ...], str], dict[str, list[float]]]:
+        by_item: dict[tuple[tuple[str, ...], str], dict[str, list[float]]] = {}
+        for places, vector in zip(to_embed.values(), embedded, strict=True):
+            for namespace, key, path in places:
+                by_item.setdefault((namespace, key), {})[path] = list(vector)
+        return by_item
+
     def apply(
-        self, found: dict[str, _Entry], searched: dict[int, list[_Entry]]
+        self,
+        found: dict[str, _Entry],
+        searched: dict[int, list[tuple[_Entry, float | None]]],
+        vectors: dict[tuple[tuple[str, ...], str], dict[str, list[float]]],
     ) -> tuple[list[tuple[str, bytes]], list[str]]:
-        """Fill the results; the entries to write (puts, refreshed expiries) and the keys
-        to delete."""
+        """Fill the results; the entries to write (puts, refreshed expiries, vectors) and
+        the keys to delete."""
         store, now = self.store, _now()
         writes: dict[str, bytes] = {}
         for index, op in enumerate(self.ops):
@@ -243,14 +305,22 @@ class _Plan:
             elif isinstance(op, SearchOp):
                 hits = searched.get(index, [])
                 if store.refresh(op.refresh_ttl):
-                    for entry in hits:
+                    for entry, _ in hits:
                         entry.refreshed(now, writes)
-                self.results[index] = [entry.item(SearchItem) for entry in hits]
+                self.results[index] = [entry.item(SearchItem, score=score) for entry, score in hits]
             elif isinstance(op, ListNamespacesOp):
                 pass  # filled by the listing
         deletes: list[str] = []
+        indexed = store.fields is not None
         for (namespace, key), op in self.puts.items():
             stored = item_key(namespace, key)
+            if indexed:  # re-indexed on overwrite, unindexed on delete
+                vector_key = item_key(namespace, key, VECTOR_ROOT)
+                mine = vectors.get((namespace, key))
+                if mine:
+                    writes[vector_key] = encode_vectors(mine)
+                else:
+                    deletes.append(vector_key)
             if op.value is None:
                 deletes.append(stored)
                 writes.pop(stored, None)
@@ -268,21 +338,48 @@ class LangGraphStore(BaseStore):
 
     supports_ttl: bool = True
 
-    def __init__(self, byte_store: ByteStore, *, ttl: TTLConfig | None = None) -> None:
+    def __init__(
+        self,
+        byte_store: ByteStore,
+        *,
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+    ) -> None:
         """`byte_store`: any kvstores byte store (the `LangGraphStore` uses keys under
-        ``lg/``); `ttl`: LangGraph's `TTLConfig` (minutes: ``default_ttl``,
-        ``refresh_on_read``, ``sweep_interval_minutes``)."""
+        ``lg/`` and ``lgv/``); `index`: LangGraph's `IndexConfig` (``dims``, ``embed``,
+        ``fields``) for semantic search; `ttl`: LangGraph's `TTLConfig` (minutes:
+        ``default_ttl``, ``refresh_on_read``, ``sweep_interval_minutes``)."""
         self.byte_store = byte_store
         self.ttl_config = ttl
+        self.index_config = index
+        #: Whether concurrent single-op async calls of one event-loop tick run as one batch.
+        self.auto_batch = True
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Op, asyncio.Future[Result]]]] = {}
+        self.embeddings: Embeddings | None = None
+        #: The indexed fields, tokenized (`None`: no semantic search).
+        self.fields: list[tuple[str, Any]] | None = None
+        if index:
+            self.embeddings = ensure_embeddings(index.get("embed"))
+            self.fields = [
+                (path, tokenize_path(path)) if path != "$" else (path, path)
+                for path in (index.get("fields") or ["$"])
+            ]
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
 
     @classmethod
-    def from_url(cls, url: str, *, ttl: TTLConfig | None = None, **options: Any) -> Self:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        **options: Any,
+    ) -> Self:
         """A `LangGraphStore` on ``kvstores.from_url(url, **options)``."""
         from kvstores import from_url
 
-        return cls(from_url(url, **options), ttl=ttl)
+        return cls(from_url(url, **options), index=index, ttl=ttl)
 
     # Settings
 
@@ -338,15 +435,39 @@ class LangGraphStore(BaseStore):
             found += _live(await store.amget(page), prefix, now)
         return found
 
-    def _search(self, op: SearchOp, entries: Iterable[_Entry]) -> list[_Entry]:
-        if op.query is not None:
-            raise NotImplementedError(
-                "semantic search (query=...) needs an index, which kvstores.langgraph "
-                "does not support yet"
-            )
+    @staticmethod
+    def _filtered(op: SearchOp, entries: Iterable[_Entry]) -> list[_Entry]:
         hits = [e for e in entries if not op.filter or _compare(e.value, op.filter)]
         hits.sort(key=lambda e: (e.namespace, e.key))
-        return hits[op.offset : op.offset + op.limit]
+        return hits
+
+    def _ranked(self, op: SearchOp, hits: list[_Entry]) -> bool:
+        """Whether `op` is ranked by similarity (a query, on an indexed store)."""
+        return bool(op.query) and self.embeddings is not None and bool(hits)
+
+    @staticmethod
+    def _page(
+        op: SearchOp,
+        hits: list[_Entry],
+        query: Sequence[float] | None = None,
+        vectors: Sequence[bytes | None] = (),
+    ) -> list[tuple[_Entry, float | None]]:
+        """`limit`/`offset` of the hits, ranked by the best cosine similarity of an item's
+        vectors to `query` (items without vectors after those with), or in order."""
+        if query is None:
+            return [(e, None) for e in hits[op.offset : op.offset + op.limit]]
+        scored: list[tuple[float, int, _Entry]] = []
+        scoreless: list[_Entry] = []
+        for position, (entry, data) in enumerate(zip(hits, vectors, strict=True)):
+            if data is None:
+                scoreless.append(entry)
+                continue
+            best = max(_cosine(query, vector) for vector in decode_vectors(data))
+            scored.append((best, position, entry))
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        ranked: list[tuple[_Entry, float | None]] = [(e, s) for s, _, e in scored]
+        ranked += [(e, None) for e in scoreless]
+        return ranked[op.offset : op.offset + op.limit]
 
     @staticmethod
     def _namespaces(op: ListNamespacesOp, entries: Iterable[_Entry]) -> list[tuple[str, ...]]:
@@ -377,14 +498,28 @@ class LangGraphStore(BaseStore):
         ops = list(ops)
         plan = _Plan(self, ops)
         found = plan.entries(self.byte_store.mget(plan.reads)) if plan.reads else {}
-        searched: dict[int, list[_Entry]] = {}
+        queries = {op.query for op in ops if isinstance(op, SearchOp) and op.query}
+        embedded: dict[str, list[float]] = {}
+        if queries and self.embeddings is not None:
+            embedded = {q: self.embeddings.embed_query(q) for q in queries}
+        searched: dict[int, list[tuple[_Entry, float | None]]] = {}
         for index, op in enumerate(ops):
             if isinstance(op, SearchOp):
-                searched[index] = self._search(op, self._scan(op.namespace_prefix))
+                hits = self._filtered(op, self._scan(op.namespace_prefix))
+                if self._ranked(op, hits):
+                    keys = [item_key(e.namespace, e.key, VECTOR_ROOT) for e in hits]
+                    query = embedded[op.query or ""]
+                    searched[index] = self._page(op, hits, query, self.byte_store.mget(keys))
+                else:
+                    searched[index] = self._page(op, hits)
             elif isinstance(op, ListNamespacesOp):
                 entries = self._scan(self._listing_namespace(op))
                 plan.results[index] = self._namespaces(op, entries)
-        writes, deletes = plan.apply(found, searched)
+        to_embed = plan.texts()
+        vectors = {}
+        if to_embed and self.embeddings is not None:
+            vectors = plan.vectors(to_embed, self.embeddings.embed_documents(list(to_embed)))
+        writes, deletes = plan.apply(found, searched, vectors)
         if writes:
             self.byte_store.mset(writes)
         if deletes:
@@ -392,17 +527,75 @@ class LangGraphStore(BaseStore):
         return plan.results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run `ops`; a single op (what ``aget``, ``aput``, ``asearch``… send) waits for the
+        end of the event loop's tick and runs in one batch with the other coroutines' ops
+        of that tick (split where an op reads what an earlier one of the tick writes, so a
+        read after a write sees it)."""
         ops = list(ops)
+        if len(ops) != 1 or not self.auto_batch:
+            return await self._abatch_now(ops)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(lambda: loop.create_task(self._flush(loop)))
+        pending.append((ops[0], future))
+        return [await future]
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending.pop(loop, [])
+        ready: list[tuple[Op, asyncio.Future[Result]]] = []
+        for op, future in pending:
+            try:  # a bad op fails alone, not its neighbours of the tick
+                _validate_op(op)
+                if isinstance(op, PutOp) and op.value is not None:
+                    self.check_value(op.value)
+            except Exception as exc:  # noqa: BLE001 - handed to the op's caller
+                future.set_exception(exc)
+            else:
+                ready.append((op, future))
+        for segment in _segments(ready):
+            try:
+                results = await self._abatch_now([op for op, _ in segment])
+            except Exception as exc:  # noqa: BLE001 - handed to the segment's callers
+                for _, future in segment:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(segment, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _abatch_now(self, ops: list[Op]) -> list[Result]:
         plan = _Plan(self, ops)
         found = plan.entries(await self.byte_store.amget(plan.reads)) if plan.reads else {}
-        searched: dict[int, list[_Entry]] = {}
+        queries = sorted({op.query for op in ops if isinstance(op, SearchOp) and op.query})
+        embedded: dict[str, list[float]] = {}
+        if queries and self.embeddings is not None:
+            embeddings = self.embeddings
+            answers = await asyncio.gather(*(embeddings.aembed_query(q) for q in queries))
+            embedded = dict(zip(queries, answers, strict=True))
+        searched: dict[int, list[tuple[_Entry, float | None]]] = {}
         for index, op in enumerate(ops):
             if isinstance(op, SearchOp):
-                searched[index] = self._search(op, await self._ascan(op.namespace_prefix))
+                hits = self._filtered(op, await self._ascan(op.namespace_prefix))
+                if self._ranked(op, hits):
+                    keys = [item_key(e.namespace, e.key, VECTOR_ROOT) for e in hits]
+                    query = embedded[op.query or ""]
+                    vectors_found = await self.byte_store.amget(keys)
+                    searched[index] = self._page(op, hits, query, vectors_found)
+                else:
+                    searched[index] = self._page(op, hits)
             elif isinstance(op, ListNamespacesOp):
                 entries = await self._ascan(self._listing_namespace(op))
                 plan.results[index] = self._namespaces(op, entries)
-        writes, deletes = plan.apply(found, searched)
+        to_embed = plan.texts()
+        vectors = {}
+        if to_embed and self.embeddings is not None:
+            embedded_docs = await self.embeddings.aembed_documents(list(to_embed))
+            vectors = plan.vectors(to_embed, embedded_docs)
+        writes, deletes = plan.apply(found, searched, vectors)
         if writes:
             await self.byte_store.amset(writes)
         if deletes:
@@ -416,12 +609,17 @@ class LangGraphStore(BaseStore):
         anyway."""
         store, now = self.byte_store, _now()
         expired: list[str] = []
+        vectors: list[str] = []
         page: list[str] = []
 
         def check(keys: list[str]) -> None:
             for key, data in zip(keys, store.mget(keys), strict=True):
-                if data is not None and not _Entry.decode(data).live(now):
+                if data is None:
+                    continue
+                entry = _Entry.decode(data)
+                if not entry.live(now):
                     expired.append(key)
+                    vectors.append(item_key(entry.namespace, entry.key, VECTOR_ROOT))
 
         for key in store.yield_keys(prefix=ITEM_ROOT):
             page.append(key)
@@ -430,8 +628,9 @@ class LangGraphStore(BaseStore):
                 page = []
         if page:
             check(page)
-        for start in range(0, len(expired), _PAGE):
-            store.mdelete(expired[start : start + _PAGE])
+        gone = expired + (vectors if self.fields is not None else [])
+        for start in range(0, len(gone), _PAGE):
+            store.mdelete(gone[start : start + _PAGE])
         return len(expired)
 
     async def asweep_ttl(self) -> int:
@@ -474,6 +673,30 @@ class LangGraphStore(BaseStore):
         """Stop the sweeper and close the byte store."""
         self.stop_ttl_sweeper()
         self.byte_store.close()
+
+
+def _segments(
+    ops: list[tuple[Op, asyncio.Future[Result]]],
+) -> list[list[tuple[Op, asyncio.Future[Result]]]]:
+    """A tick's ops in consecutive batches, a new one where an op reads what a put before
+    it in the batch writes (a get of that item, or any search or listing)."""
+    segments: list[list[tuple[Op, asyncio.Future[Result]]]] = []
+    current: list[tuple[Op, asyncio.Future[Result]]] = []
+    written: set[tuple[tuple[str, ...], str]] = set()
+    for pair in ops:
+        op = pair[0]
+        reads_written = (isinstance(op, GetOp) and (op.namespace, op.key) in written) or (
+            isinstance(op, (SearchOp, ListNamespacesOp)) and bool(written)
+        )
+        if reads_written:
+            segments.append(current)
+            current, written = [], set()
+        current.append(pair)
+        if isinstance(op, PutOp):
+            written.add((op.namespace, op.key))
+    if current:
+        segments.append(current)
+    return segments
 
 
 def _live(values: Sequence[bytes | None], prefix: tuple[str, ...], now: datetime) -> list[_Entry]:

@@ -21,6 +21,7 @@ from kvstores._registry import require
 require("langgraph.store.base", "langgraph")
 
 from langgraph.store.base import (  # noqa: E402
+    BaseStore,
     GetOp,
     InvalidNamespaceError,
     Item,
@@ -280,6 +281,134 @@ class LangGraphStoreTests:
             assert await store.aget(("as",), "k") is None
 
         asyncio.run(run())
+
+    # Semantic search
+
+    def test_semantic_search(self, byte_store: ByteStore) -> None:
+        calls: list[list[str]] = []
+
+        def embed(texts: list[str]) -> list[list[float]]:
+            calls.append(list(texts))
+            return [[float(t.count(c)) for c in "abcdefghij"] for t in texts]
+
+        index: Any = {"dims": 10, "embed": embed, "fields": ["text"]}
+        store = LangGraphStore(byte_store, index=index)
+        store.batch(
+            [
+                PutOp(("docs",), "abc", {"text": "aaabbbccc", "kind": "x"}),
+                PutOp(("docs",), "def", {"text": "dddeeefff", "kind": "y"}),
+                PutOp(("docs",), "ghi", {"text": "ggghhhiii", "kind": "x"}),
+                PutOp(("docs",), "plain", {"other": "no text field"}),
+            ]
+        )
+        assert len(calls) == 1  # a batch's documents embedded in one call
+        hits = store.search(("docs",), query="ddd eee")
+        assert hits[0].key == "def"
+        assert hits[0].score is not None
+        assert abs(hits[0].score - (6 / 54**0.5)) < 1e-6  # cosine of (3,3,3) and (3,3)
+        assert hits[-1].key == "plain"
+        assert hits[-1].score is None
+        filtered = store.search(("docs",), query="ggg", filter={"kind": "x"})
+        assert [h.key for h in filtered] == ["ghi", "abc"]
+        second = store.search(("docs",), query="ggg", limit=1, offset=1)
+        assert [h.key for h in second] == ["abc"]  # ties: in namespace and key order
+        # Re-indexed on overwrite, unindexed on delete.
+        store.put(("docs",), "abc", {"text": "ddddddeee"})
+        assert [h.key for h in store.search(("docs",), query="ddd", limit=2)] == ["abc", "def"]
+        scores = {h.key: h.score for h in store.search(("docs",), query="aaa")}
+        assert scores["abc"] == 0.0
+        store.delete(("docs",), "def")
+        assert "def" not in [h.key for h in store.search(("docs",), query="eee")]
+        assert not [k for k in byte_store.yield_keys(prefix="lgv/") if "def" in k]
+        # Another store over the same data finds the vectors without embedding again.
+        before = len(calls)
+        other = LangGraphStore(byte_store, index=index)
+        assert other.search(("docs",), query="hhh", limit=1)[0].key == "ghi"
+        assert len(calls) == before + 1  # the query only
+
+        async def run() -> list[Any]:
+            await other.aput(("docs",), "j", {"text": "jjjj"})
+            return await other.asearch(("docs",), query="jj", limit=1)
+
+        assert asyncio.run(run())[0].key == "j"
+
+    # Auto-batching
+
+    def test_concurrent_async_calls_become_one_batch(self, byte_store: ByteStore) -> None:
+        counter = CallCounter(byte_store)
+        store = LangGraphStore(counter)  # type: ignore[arg-type]
+        store.put(("ns",), "k", {"v": 0})
+
+        async def run() -> None:
+            counter.calls.clear()
+            items = await asyncio.gather(*(store.aget(("ns",), f"k{i}") for i in range(20)))
+            assert items == [None] * 20
+            assert counter.calls == ["amget"]  # twenty gets, one byte-store call
+            counter.calls.clear()
+            await asyncio.gather(*(store.aput(("ns",), f"p{i}", {"v": i}) for i in range(20)))
+            assert counter.calls == ["amget", "amset"]
+            # A read after a write to the same item, in one tick, sees the write; a bad op
+            # of the tick fails alone.
+            _, seen, bad = await asyncio.gather(
+                store.aput(("ns",), "k", {"v": 1}),
+                store.aget(("ns",), "k"),
+                store.abatch([PutOp(("bad.",), "k", {"v": 1})]),
+                return_exceptions=True,
+            )
+            assert isinstance(seen, Item)
+            assert seen.value == {"v": 1}
+            assert isinstance(bad, InvalidNamespaceError)
+
+        asyncio.run(run())
+
+    # A real graph
+
+    def test_a_langgraph_graph_keeps_its_memories_here(self, byte_store: ByteStore) -> None:
+        graph_module = pytest.importorskip("langgraph.graph")
+        from typing import TypedDict
+
+        class State(TypedDict, total=False):
+            user: str
+            recalled: list[str]
+
+        def remember_food(state: State, *, store: BaseStore) -> State:
+            store.put(("memories", state["user"]), "food", {"text": "likes tea"})
+            return {}
+
+        def remember_place(state: State, *, store: BaseStore) -> State:
+            store.put(("memories", state["user"]), "place", {"text": "lives in Lyon"})
+            return {}
+
+        def recall(state: State, *, store: BaseStore) -> State:
+            found = store.search(("memories", state["user"]))
+            return {"recalled": [item.value["text"] for item in found]}
+
+        async def arecall(state: State, *, store: BaseStore) -> State:
+            found = await store.asearch(("memories", state["user"]))
+            return {"recalled": [item.value["text"] for item in found]}
+
+        def build(last: Any) -> Any:
+            builder = graph_module.StateGraph(State)
+            builder.add_node("food", remember_food)
+            builder.add_node("place", remember_place)
+            builder.add_node("recall", last)
+            builder.add_edge(graph_module.START, "food")  # food and place run in parallel
+            builder.add_edge(graph_module.START, "place")
+            builder.add_edge(["food", "place"], "recall")
+            builder.add_edge("recall", graph_module.END)
+            return builder.compile(store=LangGraphStore(byte_store))
+
+        result = build(recall).invoke({"user": "u1"})
+        assert result["recalled"] == ["likes tea", "lives in Lyon"]
+        result = asyncio.run(build(arecall).ainvoke({"user": "u2"}))
+        assert result["recalled"] == ["likes tea", "lives in Lyon"]
+        # Another store over the same data remembers them.
+        assert [i.key for i in LangGraphStore(byte_store).search(("memories",))] == [
+            "food",
+            "place",
+            "food",
+            "place",
+        ]
 
     # Randomized comparison with LangGraph's InMemoryStore
 
