@@ -20,9 +20,10 @@ import asyncio
 import json
 import math
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from kvstores._registry import require
@@ -101,12 +102,13 @@ def _no_field_problem(name: str) -> str | None:
     return None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _now() -> float:
+    return time.time()
 
 
 class _Entry:
-    """An item as stored: namespace, key, value, timestamps, expiry and its ttl (minutes)."""
+    """An item as stored: namespace, key, value, its timestamps (ISO 8601 strings, UTC,
+    parsed only for the items returned), its ttl (minutes) and expiry (epoch seconds)."""
 
     __slots__ = ("created", "expires", "key", "namespace", "ttl", "updated", "value")
 
@@ -115,24 +117,39 @@ class _Entry:
         namespace: tuple[str, ...],
         key: str,
         value: dict[str, Any],
-        created: datetime,
-        updated: datetime,
+        created: str,
+        updated: str,
         ttl: float | None,
+        expires: float | None,
     ) -> None:
         self.namespace, self.key, self.value = namespace, key, value
-        self.created, self.updated, self.ttl = created, updated, ttl
-        self.expires = None if ttl is None else updated + timedelta(minutes=ttl)
+        self.created, self.updated = created, updated
+        self.ttl, self.expires = ttl, expires
+
+    @classmethod
+    def new(
+        cls,
+        namespace: tuple[str, ...],
+        key: str,
+        value: dict[str, Any],
+        created: str | None,
+        now: float,
+        ttl: float | None,
+    ) -> _Entry:
+        updated = datetime.fromtimestamp(now, UTC).isoformat()
+        expires = None if ttl is None else now + ttl * 60
+        return cls(namespace, key, value, created or updated, updated, ttl, expires)
 
     def encode(self) -> bytes:
         return json.dumps(
             {
-                "n": list(self.namespace),
+                "n": self.namespace,
                 "k": self.key,
                 "v": self.value,
-                "c": self.created.isoformat(),
-                "u": self.updated.isoformat(),
+                "c": self.created,
+                "u": self.updated,
                 "t": self.ttl,
-                "e": None if self.expires is None else self.expires.isoformat(),
+                "e": self.expires,
             },
             ensure_ascii=False,
             separators=(",", ":"),
@@ -141,34 +158,25 @@ class _Entry:
     @classmethod
     def decode(cls, data: bytes) -> _Entry:
         raw = json.loads(data)
-        entry = cls(
-            tuple(raw["n"]),
-            raw["k"],
-            raw["v"],
-            datetime.fromisoformat(raw["c"]),
-            datetime.fromisoformat(raw["u"]),
-            raw["t"],
-        )
-        if raw["e"] is not None:
-            entry.expires = datetime.fromisoformat(raw["e"])
-        return entry
+        return cls(tuple(raw["n"]), raw["k"], raw["v"], raw["c"], raw["u"], raw["t"], raw["e"])
 
-    def live(self, now: datetime) -> bool:
+    def live(self, now: float) -> bool:
         return self.expires is None or self.expires > now
 
-    def refreshed(self, now: datetime, writes: dict[str, bytes]) -> None:
+    def refreshed(self, now: float, writes: dict[str, bytes]) -> None:
         """Move a read item's expiry to ``now + ttl`` (refresh on read), written back."""
         if self.ttl is not None:
-            self.expires = now + timedelta(minutes=self.ttl)
+            self.expires = now + self.ttl * 60
             writes[item_key(self.namespace, self.key)] = self.encode()
 
     def item(self, cls: type[Item] = Item, **extra: Any) -> Any:
+        # The value was decoded for this call: the caller's own copy, never shared.
         return cls(
-            value=json.loads(json.dumps(self.value)),  # an equal copy, never shared
+            value=self.value,
             key=self.key,
             namespace=self.namespace,
-            created_at=self.created,
-            updated_at=self.updated,
+            created_at=datetime.fromisoformat(self.created),
+            updated_at=datetime.fromisoformat(self.updated),
             **extra,
         )
 
@@ -327,9 +335,9 @@ class _Plan:
                 continue
             store.check_value(op.value)
             before = found.get(stored)
-            created = before.created if before is not None and before.live(now) else now
-            ttl = store.ttl_of(op)
-            writes[stored] = _Entry(namespace, key, dict(op.value), created, now, ttl).encode()
+            created = before.created if before is not None and before.live(now) else None
+            entry = _Entry.new(namespace, key, dict(op.value), created, now, store.ttl_of(op))
+            writes[stored] = entry.encode()
         return list(writes.items()), deletes
 
 
@@ -699,7 +707,7 @@ def _segments(
     return segments
 
 
-def _live(values: Sequence[bytes | None], prefix: tuple[str, ...], now: datetime) -> list[_Entry]:
+def _live(values: Sequence[bytes | None], prefix: tuple[str, ...], now: float) -> list[_Entry]:
     entries = []
     for data in values:
         if data is None:
