@@ -133,12 +133,13 @@ class _Entry:
         key: str,
         value: dict[str, Any],
         created: str | None,
-        now: float,
+        now: tuple[float, str],
         ttl: float | None,
     ) -> _Entry:
-        updated = datetime.fromtimestamp(now, UTC).isoformat()
-        expires = None if ttl is None else now + ttl * 60
-        return cls(namespace, key, value, created or updated, updated, ttl, expires)
+        """An entry written at `now` (epoch seconds, and the same as ISO 8601)."""
+        seconds, stamp = now
+        expires = None if ttl is None else seconds + ttl * 60
+        return cls(namespace, key, value, created or stamp, stamp, ttl, expires)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -320,6 +321,7 @@ class _Plan:
                 pass  # filled by the listing
         deletes: list[str] = []
         indexed = store.fields is not None
+        stamped = (now, datetime.fromtimestamp(now, UTC).isoformat())  # once per batch
         for (namespace, key), op in self.puts.items():
             stored = item_key(namespace, key)
             if indexed:  # re-indexed on overwrite, unindexed on delete
@@ -336,7 +338,7 @@ class _Plan:
             store.check_value(op.value)
             before = found.get(stored)
             created = before.created if before is not None and before.live(now) else None
-            entry = _Entry.new(namespace, key, dict(op.value), created, now, store.ttl_of(op))
+            entry = _Entry.new(namespace, key, dict(op.value), created, stamped, store.ttl_of(op))
             writes[stored] = entry.encode()
         return list(writes.items()), deletes
 
