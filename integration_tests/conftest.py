@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+import kvstores
 from kvstores import ByteStore
 from kvstores.testing import make_state_machine
 
@@ -66,6 +68,30 @@ def silent_listener() -> Iterator[tuple[str, int]]:
         listener.close()
         for connection in held:
             connection.close()
+
+
+#: Every server backend, by the variable of its URL: the suites that run on each of them
+#: (LangChain's, the LangGraph kit) take the ``byte_store`` fixture.
+SERVERS = {
+    "postgresql": "KVSTORES_TEST_POSTGRES_URL",
+    "mariadb": "KVSTORES_TEST_MYSQL_URL",
+    "redis": "KVSTORES_TEST_REDIS_URL",
+    "redis-cluster": "KVSTORES_TEST_REDIS_CLUSTER_URL",
+    "mongodb": "KVSTORES_TEST_MONGODB_URL",
+    "cassandra": "KVSTORES_TEST_CASSANDRA_URL",
+    "cassandra-cluster": "KVSTORES_TEST_CASSANDRA_CLUSTER_URL",
+    "astradb": "KVSTORES_TEST_ASTRADB_URL",
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def byte_store(request: pytest.FixtureRequest) -> Iterator[ByteStore]:
+    """A store on each server in turn, in a fresh namespace (namespaces isolate stores on
+    one server: the conformance kit checks that), emptied and closed afterwards."""
+    store = kvstores.from_url(server_url(SERVERS[request.param]), namespace=uuid.uuid4().hex)
+    yield store
+    store.mdelete(list(store.yield_keys()))
+    store.close()
 
 
 def stateful_case(

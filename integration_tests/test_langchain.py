@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
 pytest.importorskip("langchain_core")
@@ -13,30 +10,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.stores import BaseStore as LangChainBaseStore
 from langchain_tests.integration_tests import BaseStoreAsyncTests, BaseStoreSyncTests
 
-import kvstores
-from integration_tests.conftest import server_url
 from kvstores import ByteStore
-
-SERVERS = {
-    "postgresql": "KVSTORES_TEST_POSTGRES_URL",
-    "mariadb": "KVSTORES_TEST_MYSQL_URL",
-    "redis": "KVSTORES_TEST_REDIS_URL",
-    "redis-cluster": "KVSTORES_TEST_REDIS_CLUSTER_URL",
-    "mongodb": "KVSTORES_TEST_MONGODB_URL",
-    "cassandra": "KVSTORES_TEST_CASSANDRA_URL",
-    "cassandra-cluster": "KVSTORES_TEST_CASSANDRA_CLUSTER_URL",
-    "astradb": "KVSTORES_TEST_ASTRADB_URL",
-}
-
-
-@pytest.fixture(params=sorted(SERVERS))
-def byte_store(request: pytest.FixtureRequest) -> Iterator[ByteStore]:
-    # A fresh namespace per test: LangChain's suites need an empty store, and namespaces
-    # isolate stores on one server (the conformance kit checks that).
-    store = kvstores.from_url(server_url(SERVERS[request.param]), namespace=uuid.uuid4().hex)
-    yield store
-    store.mdelete(list(store.yield_keys()))
-    store.close()
 
 
 class TestLangChainStandardSync(BaseStoreSyncTests[bytes]):
