@@ -16,7 +16,10 @@
 DATAAPI_RECIPE=1
 DATAAPI_PORT="${KVSTORES_DATAAPI_PORT:-58181}"
 DATAAPI_TOKEN=kvstores-test-token
-DATAAPI_KEYSPACE=kvstores_test
+# The emulator keeps a Data API keyspace as the Cassandra keyspace of that name, on the node
+# the Cassandra tests use too: a keyspace of its own, so that the AstraDB stores'
+# collections (tables there) never meet the Cassandra stores' tables.
+DATAAPI_KEYSPACE=kvstores_dataapi
 DATAAPI_SRC="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/dataapi"
 DATAAPI_CONSTRAINTS="$(realpath -m -- "$DATAAPI_SRC/../../../constraints.txt")"
 DATAAPI_URL="astradb+http://127.0.0.1:${DATAAPI_PORT}/${DATAAPI_KEYSPACE}?token=${DATAAPI_TOKEN}"
