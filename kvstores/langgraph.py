@@ -27,7 +27,16 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from kvstores._registry import require
-from kvstores.backend import MAX_KEY_LENGTH, ByteStore, check_json_like, shorten_key
+from kvstores.backend import (
+    MAX_KEY_LENGTH,
+    ByteStore,
+    Outcome,
+    Program,
+    adrive,
+    check_json_like,
+    drive,
+    shorten_key,
+)
 
 require("langgraph.store.base", "langgraph")
 
@@ -504,37 +513,68 @@ class LangGraphStore(BaseStore):
 
     # Batches
 
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
-        ops = list(ops)
+    def _batch_program(self, ops: list[Op]) -> Program[list[Result]]:
+        """A batch, written once: its requests (``mget``, ``mset``, ``mdelete``, ``scan``
+        of a namespace's live entries, ``embed_queries``, ``embed_documents``) are done by
+        `_io` in `batch` and by `_aio` in `abatch`."""
         plan = _Plan(self, ops)
-        found = plan.entries(self.byte_store.mget(plan.reads)) if plan.reads else {}
-        queries = {op.query for op in ops if isinstance(op, SearchOp) and op.query}
+        found = plan.entries((yield ("mget", plan.reads))) if plan.reads else {}
+        queries = sorted({op.query for op in ops if isinstance(op, SearchOp) and op.query})
         embedded: dict[str, list[float]] = {}
         if queries and self.embeddings is not None:
-            embedded = {q: self.embeddings.embed_query(q) for q in queries}
+            embedded = dict(zip(queries, (yield ("embed_queries", queries)), strict=True))
         searched: dict[int, list[tuple[_Entry, float | None]]] = {}
         for index, op in enumerate(ops):
             if isinstance(op, SearchOp):
-                hits = self._filtered(op, self._scan(op.namespace_prefix))
+                hits = self._filtered(op, (yield ("scan", op.namespace_prefix)))
                 if self._ranked(op, hits):
                     keys = [item_key(e.namespace, e.key, VECTOR_ROOT) for e in hits]
-                    query = embedded[op.query or ""]
-                    searched[index] = self._page(op, hits, query, self.byte_store.mget(keys))
+                    vectors_found = yield ("mget", keys)
+                    searched[index] = self._page(op, hits, embedded[op.query or ""], vectors_found)
                 else:
                     searched[index] = self._page(op, hits)
             elif isinstance(op, ListNamespacesOp):
-                entries = self._scan(self._listing_namespace(op))
+                entries = yield ("scan", self._listing_namespace(op))
                 plan.results[index] = self._namespaces(op, entries)
         to_embed = plan.texts()
         vectors = {}
         if to_embed and self.embeddings is not None:
-            vectors = plan.vectors(to_embed, self.embeddings.embed_documents(list(to_embed)))
+            vectors = plan.vectors(to_embed, (yield ("embed_documents", list(to_embed))))
         writes, deletes = plan.apply(found, searched, vectors)
         if writes:
-            self.byte_store.mset(writes)
+            yield ("mset", writes)
         if deletes:
-            self.byte_store.mdelete(deletes)
+            yield ("mdelete", deletes)
         return plan.results
+
+    def _io(self, request: tuple[str, Any]) -> Outcome:
+        verb, arg = request
+        store, embeddings = self.byte_store, self.embeddings
+        if verb == "scan":
+            return list(self._scan(arg)), None
+        if verb == "embed_queries":
+            assert embeddings is not None
+            return [embeddings.embed_query(query) for query in arg], None
+        if verb == "embed_documents":
+            assert embeddings is not None
+            return embeddings.embed_documents(arg), None
+        return getattr(store, verb)(arg), None  # mget, mset, mdelete
+
+    async def _aio(self, request: tuple[str, Any]) -> Outcome:
+        verb, arg = request
+        store, embeddings = self.byte_store, self.embeddings
+        if verb == "scan":
+            return await self._ascan(arg), None
+        if verb == "embed_queries":
+            assert embeddings is not None
+            return await asyncio.gather(*(embeddings.aembed_query(q) for q in arg)), None
+        if verb == "embed_documents":
+            assert embeddings is not None
+            return await embeddings.aembed_documents(arg), None
+        return await getattr(store, "a" + verb)(arg), None  # amget, amset, amdelete
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        return drive(self._batch_program(list(ops)), self._io)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run `ops`; a single op (what ``aget``, ``aput``, ``asearch``… send) waits for the
@@ -578,39 +618,7 @@ class LangGraphStore(BaseStore):
                     future.set_result(result)
 
     async def _abatch_now(self, ops: list[Op]) -> list[Result]:
-        plan = _Plan(self, ops)
-        found = plan.entries(await self.byte_store.amget(plan.reads)) if plan.reads else {}
-        queries = sorted({op.query for op in ops if isinstance(op, SearchOp) and op.query})
-        embedded: dict[str, list[float]] = {}
-        if queries and self.embeddings is not None:
-            embeddings = self.embeddings
-            answers = await asyncio.gather(*(embeddings.aembed_query(q) for q in queries))
-            embedded = dict(zip(queries, answers, strict=True))
-        searched: dict[int, list[tuple[_Entry, float | None]]] = {}
-        for index, op in enumerate(ops):
-            if isinstance(op, SearchOp):
-                hits = self._filtered(op, await self._ascan(op.namespace_prefix))
-                if self._ranked(op, hits):
-                    keys = [item_key(e.namespace, e.key, VECTOR_ROOT) for e in hits]
-                    query = embedded[op.query or ""]
-                    vectors_found = await self.byte_store.amget(keys)
-                    searched[index] = self._page(op, hits, query, vectors_found)
-                else:
-                    searched[index] = self._page(op, hits)
-            elif isinstance(op, ListNamespacesOp):
-                entries = await self._ascan(self._listing_namespace(op))
-                plan.results[index] = self._namespaces(op, entries)
-        to_embed = plan.texts()
-        vectors = {}
-        if to_embed and self.embeddings is not None:
-            embedded_docs = await self.embeddings.aembed_documents(list(to_embed))
-            vectors = plan.vectors(to_embed, embedded_docs)
-        writes, deletes = plan.apply(found, searched, vectors)
-        if writes:
-            await self.byte_store.amset(writes)
-        if deletes:
-            await self.byte_store.amdelete(deletes)
-        return plan.results
+        return await adrive(self._batch_program(ops), self._aio)
 
     # Expiry
 
