@@ -419,7 +419,7 @@ class CassandraByteStore(BackendStore[bytes]):
         groups: dict[int, list[str]] = {}
         buckets = ready.buckets
         for key in keys:
-            groups.setdefault(zlib.crc32(key.encode("utf-8")) % buckets, []).append(key)
+            groups.setdefault(bucket_of(key, buckets), []).append(key)
         return groups
 
     def _mget_program(self, ready: _Ready, keys: list[str]) -> Program[list[bytes | None]]:
