@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
-from kvstores.backend import PerLoop
+from kvstores.backend import KVStoreError, PerLoop
 from kvstores.sql import connections
 from kvstores.sql.connections import KeptConnection, ThreadConnections
 from kvstores.sql.dialect import Driver, SQLErrors
@@ -95,6 +95,12 @@ class _Runs:
     def __init__(self, driver: Driver, errors: SQLErrors) -> None:
         self.driver = driver
         self.errors = errors
+
+    def _checkout_errors(self) -> tuple[type[Exception], ...]:
+        """What opening a connection raises when the server cannot be reached: SQLAlchemy's
+        errors, and the driver's own, which a pool (re)connecting after a lost connection
+        lets through unwrapped (``Engine.raw_connection`` does not wrap them)."""
+        return (SQLAlchemyError, self.driver.error)
 
     def _raise_converted(self, exc: BaseException, conn: Any) -> None:
         """Raise the kvstores error of a driver error: `BackendUnavailableError` if the
@@ -185,7 +191,9 @@ class Sessions(_Runs):
         threads = self.threads
         try:
             return self.engine.raw_connection() if threads is None else threads.checkout()
-        except SQLAlchemyError as exc:
+        except KVStoreError:
+            raise
+        except self._checkout_errors() as exc:
             raise self.errors.unavailable_error(exc) from exc
 
     def _restore_autocommit(self, conn: Any) -> None:
@@ -282,7 +290,9 @@ class AsyncSessions(_Runs):
         if fairy is None:
             try:
                 fairy = await engine.raw_connection()
-            except SQLAlchemyError as exc:
+            except KVStoreError:
+                raise
+            except self._checkout_errors() as exc:
                 raise self.errors.unavailable_error(exc) from exc
         driver = self.driver
         conn: Any = fairy.driver_connection
