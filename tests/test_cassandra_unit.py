@@ -573,3 +573,57 @@ def test_missing_driver_names_the_extra(block: str) -> None:
         check=False,
     )
     assert 'pip install "kvstores[cassandra]"' in result.stderr
+
+
+def test_tls_options(tmp_path: Path) -> None:
+    """``tls_ca=<file>`` turns on TLS trusting that CA (host names checked), ``tls=true``
+    the system's CAs; no option: plain. The CA file is read when the store is built."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(_SELF_SIGNED)
+    plain = CassandraByteStore.from_url("cassandra://127.0.0.1/ks")
+    system = CassandraByteStore.from_url("cassandra://127.0.0.1/ks?tls=true")
+    own = CassandraByteStore.from_url(f"cassandra://127.0.0.1/ks?tls_ca={ca}")
+    try:
+        assert (plain.settings.tls_ca, system.settings.tls_ca) == (None, "")
+        assert own.settings.tls_ca == str(ca)
+    finally:
+        for store in (plain, system, own):
+            store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("tls=yes", "tls must be true or false"),
+        ("tls=false&tls_ca=/x.pem", "contradicts"),
+        ("tls_ca=", "must name a CA file"),
+        ("tls_ca=/nonexistent/ca.pem", "cannot use tls_ca"),
+        ("tls_ca=" + __file__, "cannot use tls_ca"),  # not a certificate
+    ],
+)
+def test_bad_tls_options_are_refused(query: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        CassandraByteStore.from_url(f"cassandra://127.0.0.1/ks?{query}")
+
+
+# A throw-away self-signed certificate (CN=test), only ever parsed.
+_SELF_SIGNED = """-----BEGIN CERTIFICATE-----
+MIIC/zCCAeegAwIBAgIUSgvi3x/58cuAURq/Q1biO9ohcZAwDQYJKoZIhvcNAQEL
+BQAwDzENMAsGA1UEAwwEdGVzdDAeFw0yNjEyMDcxNzQwMzdaFw0zNjEyMDQxNzQw
+MzdaMA8xDTALBgNVBAMMBHRlc3QwggEiMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEK
+AoIBAQCqw+AgWQ29irwH4dRAyaIHPSVEwtHYlEjfC3zWjPafGxzyXlSkW+UPYY20
+RtAZrA0B4tgHWf9G/ZbxX19pRJd7na8bPaPqa1+rxDpIDAvOt5KrkF4UQ3QGWTa6
+WSsQ1fUhIKbeI6Sx4lPOFyk4pCVeGXzrHSr0QLDanCfU+jETHdhSg+sMtveqQuhf
+Q3Hpuyy7MH4cqd4CE5ILmx2MZdU62irrV637Nhs4+/oaAWCMhRARN5QaJqRAimXt
+ceaEzogzJhHLUVttQZekRsBigvdwG4O+Ux6aHmnLfXxz5A4qp5A7RAAa3b1OIrhT
+OFNQp74v1tEQJq6bmrDXGrkuCXlhAgMBAAGjUzBRMB0GA1UdDgQWBBT6HxUy3hkS
+8SAsoDaD4/TRMozMPTAfBgNVHSMEGDAWgBT6HxUy3hkS8SAsoDaD4/TRMozMPTAP
+BgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUAA4IBAQAL624A2tT8GUDdJu7f
+shL3j+1zElb7W9ov4N2lyzxfmp6ixrwU3wg15Jf62lr8VOQm3dwYRqCeVM4upEdP
+/CB7mvNEc5VSdfYQ9LskKUH/J4QfdrpM8lLR8I2sTOW1Nzh1fDXOe/kFvEc8UmPw
+VJ9AvGn3i1pKDdH74WieCOhgTmr11ykN3emb/OWrsy4uKs+jc41BnEKhIbC1Memi
+Q3DBN93G1LNxRI+SrDUPxUIh4r/QZ3Yu5+oAjXiJNT4tvNT/1MrN6iQ+Rdlrz5Ni
+k8kR3+BjLr7+MdjdjK9tngogK8uUSfU1ydC0pNFZ3azk6f2n0/+UZqj4qKA3ZfvO
+1Dlr
+-----END CERTIFICATE-----
+"""

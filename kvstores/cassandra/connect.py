@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
@@ -78,6 +79,8 @@ STORE_OPTIONS = (
     "local_dc",
     "replication_factor",
     "buckets",
+    "tls",
+    "tls_ca",
 )
 #: What the store maps to `BackendUnavailableError`; any other driver error is a `KVStoreError`.
 UNAVAILABLE = (
@@ -105,6 +108,8 @@ class Settings(NamedTuple):
     local_dc: str | None
     replication_factor: int | None
     buckets: int | None
+    #: TLS: `None` (plain), ``""`` (the system's certificate authorities) or a CA file.
+    tls_ca: str | None = None
 
 
 def known_options() -> tuple[str, ...]:
@@ -139,6 +144,30 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or number < 1 or str(number) != str(value).strip():
         raise ConfigurationError(f"cassandra: {name} must be a positive integer, got {value!r}")
     return number
+
+
+def _tls(given: Mapping[str, Any]) -> str | None:
+    """``tls=true`` (the system's CAs) or ``tls_ca=<file>`` (that CA; implies TLS): what to
+    trust, or `None` for plain connections."""
+    flag, ca = given.get("tls"), given.get("tls_ca")
+    if flag is not None and str(flag).lower() not in ("true", "false"):
+        raise ConfigurationError(f"cassandra: tls must be true or false, got {flag!r}")
+    if ca is not None:
+        if str(flag).lower() == "false":
+            raise ConfigurationError("cassandra: tls=false contradicts tls_ca")
+        if not isinstance(ca, str) or not ca:
+            raise ConfigurationError(f"cassandra: tls_ca must name a CA file, got {ca!r}")
+        _tls_context(ca)  # a file that is not there or holds no certificate: refused now
+        return ca
+    return "" if str(flag).lower() == "true" else None
+
+
+def _tls_context(ca: str) -> ssl.SSLContext:
+    """A client context trusting `ca` (``""``: the system's CAs), checking host names."""
+    try:
+        return ssl.create_default_context(cafile=ca or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cassandra: cannot use tls_ca {ca!r}: {exc}") from exc
 
 
 def _split_hosts(url: str, hostlist: str) -> tuple[list[str], int]:
@@ -201,6 +230,7 @@ def check_settings(
         local_dc=given.get("local_dc") or None,
         replication_factor=None if rf is None else _positive_int("replication_factor", rf),
         buckets=None if buckets is None else _positive_int("buckets", buckets),
+        tls_ca=_tls(given),
     )
 
 
@@ -237,7 +267,9 @@ def build_cluster(settings: Settings, timeout: float) -> Cluster:
     """A `Cluster` for the settings (not yet connected; the driver resolves host names
     here, so the store builds it when it connects): token-aware, DC-aware with the
     settings' ``local_dc``, `timeout` for connecting and for each request, TCP_NODELAY on
-    (without it a request of several TCP segments stalls on Nagle and delayed ACKs)."""
+    (without it a request of several TCP segments stalls on Nagle and delayed ACKs), and
+    with TLS a context that verifies each node's certificate and that it names the node's
+    address (the driver passes the address as the server name)."""
     policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc or ""))
     profile = ExecutionProfile(
         load_balancing_policy=policy,
@@ -248,8 +280,10 @@ def build_cluster(settings: Settings, timeout: float) -> Cluster:
     auth = None
     if settings.username is not None:
         auth = PlainTextAuthProvider(username=settings.username, password=settings.password or "")
+    tls = None if settings.tls_ca is None else _tls_context(settings.tls_ca)
     return Cluster(
         contact_points=settings.hosts,
+        ssl_context=tls,
         port=settings.port,
         auth_provider=auth,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
