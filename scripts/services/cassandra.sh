@@ -373,8 +373,43 @@ cassandra_wait() {
 
 cassandra_stop() { cassandra_stop_nodes cassandra; }
 
+# stop_node 1: stop the node (SIGTERM, SIGKILL after 20 s, as `stop` does),
+# keeping its directory (config, data, commitlog).
+cassandra_stop_node() {
+    single_node cassandra "$1"
+    node_running cassandra || return 0
+    cassandra_stop_nodes cassandra
+    mark_down cassandra
+    log "cassandra stopped; its data is kept in $STATE/cassandra"
+}
+
+# start_node 1: restart the node on its kept config and data (commitlog replay
+# and sstables) and wait until it serves CQL.
+cassandra_start_node() {
+    local dir="$STATE/cassandra" java
+    single_node cassandra "$1"
+    node_stopped cassandra cassandra "$dir/conf/cassandra.yaml" || return 0
+    [[ -d $dir/lib ]] || die "cassandra: no kept jars in $dir/lib; run: $0 start cassandra"
+    ensure_port_free "$CASSANDRA_PORT" cassandra
+    ensure_port_free "$CASSANDRA_STORAGE_PORT" cassandra
+    ensure_port_free "$CASSANDRA_JMX_PORT" cassandra
+    java=$(cassandra_java)
+    log "starting cassandra on 127.0.0.1:$CASSANDRA_PORT (kept data in $dir)"
+    # cassandra_launch starts a fresh log: keep the previous run's.
+    rotate_log cassandra
+    cassandra_launch cassandra "$dir" "$dir/lib" "$java" "$CASSANDRA_JMX_PORT"
+    cassandra_wait
+    # The Data API emulator over this node (dataapi) reconnects by itself, a
+    # few seconds later: wait for it, so that its next request does not fail.
+    if declare -F dataapi_ready >/dev/null && recorded_pid dataapi >/dev/null; then
+        wait_for dataapi "$STATE/logs/dataapi.log" "" dataapi_ready
+        log "dataapi serves again over the restarted cassandra"
+    fi
+}
+
+# Printed while the node is stopped by stop-node too.
 cassandra_env() {
-    if recorded_pid cassandra >/dev/null; then
+    if up_or_down cassandra; then
         printf "export KVSTORES_TEST_CASSANDRA_URL='%s'\n" "$CASSANDRA_URL"
     fi
 }

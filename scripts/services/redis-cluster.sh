@@ -26,13 +26,38 @@ redis_cluster_check() {
 
 redis_cluster_packages() { redis_packages; }
 
-# Every node reports cluster_state:ok and knows all its peers.
+# redis-cli's reply to COMMAND on 127.0.0.1:PORT, without carriage returns.
+cluster_cli() {
+    local out
+    out=$(redis-cli -h 127.0.0.1 -p "$@" 2>/dev/null) || return 1
+    printf '%s\n' "${out//$'\r'/}"
+}
+
+# Every live node of ours (those stop-node stopped are left out) reports
+# cluster_state:ok, knows every node, counts every primary as serving slots,
+# and sees every other live node as connected and not failing.
 cluster_ok() {
-    local port info
+    local port p info nodes line flags link
+    local -a live=() fields
     for port in "${CLUSTER_PORTS[@]}"; do
-        info=$(redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null) || return 1
-        [[ $info == *cluster_state:ok* ]] || return 1
-        [[ $info == *"cluster_known_nodes:${#CLUSTER_PORTS[@]}"$'\r'* ]] || return 1
+        is_down "redis-cluster-$port" || live+=("$port")
+    done
+    for port in "${live[@]}"; do
+        info=$'\n'$(cluster_cli "$port" cluster info)$'\n' || return 1
+        [[ $info == *$'\n'cluster_state:ok$'\n'* ]] || return 1
+        [[ $info == *$'\n'"cluster_known_nodes:${#CLUSTER_PORTS[@]}"$'\n'* ]] || return 1
+        [[ $info == *$'\n'"cluster_size:${#CLUSTER_PORTS[@]}"$'\n'* ]] || return 1
+        nodes=$(cluster_cli "$port" cluster nodes) || return 1
+        for p in "${live[@]}"; do
+            # id ip:port@cport[,hostname] flags primary ping pong epoch link-state slots...
+            line=$(grep -F " 127.0.0.1:$p@" <<<"$nodes") || return 1
+            read -r -a fields <<<"$line"
+            flags=",${fields[2]:-},"
+            link=${fields[7]:-}
+            [[ $link == connected ]] || return 1
+            [[ $flags != *,fail,* && $flags != *,fail\?,* && $flags != *,handshake,* &&
+                $flags != *,noaddr,* ]] || return 1
+        done
     done
 }
 
@@ -61,8 +86,8 @@ redis_cluster_start() {
     install -d -m 755 "$STATE/redis-cluster"
     for port in "${CLUSTER_PORTS[@]}"; do
         redis_node_start "redis-cluster-$port" "$port" "$STATE/redis-cluster/$port" \
-            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
-            --cluster-port "$((port + CLUSTER_BUS_OFFSET))"
+            "cluster-enabled yes" "cluster-config-file nodes.conf" "cluster-node-timeout 5000" \
+            "cluster-port $((port + CLUSTER_BUS_OFFSET))"
         addrs+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
@@ -77,11 +102,53 @@ redis_cluster_stop() {
     done
 }
 
-# Only a complete cluster of ours counts.
+# Only a complete cluster of ours counts, nodes that stop-node stopped included.
 redis_cluster_env() {
     local port
     for port in "${CLUSTER_PORTS[@]}"; do
-        recorded_pid "redis-cluster-$port" >/dev/null || return 0
+        up_or_down "redis-cluster-$port" || return 0
     done
     printf "export KVSTORES_TEST_REDIS_CLUSTER_URL='%s'\n" "$CLUSTER_URL"
+}
+
+# ------------------------------------------------- single nodes (stop-node)
+
+# Port of 1-based node number N (an index into KVSTORES_REDIS_CLUSTER_PORTS).
+redis_cluster_node_port() {
+    if ! [[ $1 =~ ^[1-9][0-9]{0,3}$ ]] || (($1 > ${#CLUSTER_PORTS[@]})); then
+        die "redis-cluster: node must be 1-${#CLUSTER_PORTS[@]} (an index into KVSTORES_REDIS_CLUSTER_PORTS), got '$1'"
+    fi
+    printf '%s\n' "${CLUSTER_PORTS[$1 - 1]}"
+}
+
+# stop_node N: stop node N (SIGTERM), keeping its directory: nodes.conf (its
+# identity, slots and peers), and its data when persistence is on. Returns at
+# once: the rest of the cluster notices after the node timeout.
+redis_cluster_stop_node() {
+    local port name
+    port=$(redis_cluster_node_port "$1") || exit 1
+    name="redis-cluster-$port"
+    node_running "$name" || return 0
+    stop_recorded "$name" TERM
+    mark_down "$name"
+    log "$name stopped; its directory is kept in $STATE/redis-cluster/$port"
+}
+
+# start_node N: restart node N from its kept directory; it rejoins with its
+# nodes.conf. Waits until every live node reports cluster_state:ok and sees
+# every live node connected.
+redis_cluster_start_node() {
+    local port name dir
+    port=$(redis_cluster_node_port "$1") || exit 1
+    name="redis-cluster-$port"
+    dir="$STATE/redis-cluster/$port"
+    node_stopped "$name" redis-cluster "$dir/nodes.conf" || return 0
+    ensure_port_free "$port" "$name"
+    ensure_port_free "$((port + CLUSTER_BUS_OFFSET))" "$name"
+    log "starting $name on 127.0.0.1:$port (kept directory $dir)"
+    rotate_log "$name"
+    new_log "$name" >/dev/null
+    redis_node_launch "$name" "$port" "$dir"
+    wait_for "$name" "$STATE/logs/$name.log" "" cluster_ok
+    log "$name rejoined the cluster (cluster_state:ok on every live node)"
 }
