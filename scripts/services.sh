@@ -35,6 +35,15 @@
 # KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") and
 # KVSTORES_DATAAPI_PORT (58181, the Data API emulator) override them.
 #
+# KVSTORES_SERVICES_DURABLE=1: `start` gives the servers durable settings
+# instead of fast ones (PostgreSQL, FerretDB's included: fsync,
+# synchronous_commit and full_page_writes on; MariaDB:
+# innodb_flush_log_at_trx_commit=1; Redis and the Redis Cluster nodes:
+# appendonly with appendfsync always; Cassandra nodes: commitlog_sync batch):
+# an acknowledged write then survives a crash or SIGKILL, and Redis keeps its
+# data across stop-node/start-node. start-node reuses the settings of the
+# last start.
+#
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
 #   <fn>_packages  print the apt packages it needs that are missing, one a line
@@ -58,6 +67,8 @@ set -euo pipefail
 
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
+# 1: servers started by `start` run with durable settings (see the header).
+DURABLE="${KVSTORES_SERVICES_DURABLE:-0}"
 # In this order: start order of the default set, and order of the env lines.
 # dataapi last: its start waits for cassandra, so the other servers boot meanwhile.
 ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster dataapi)
@@ -202,6 +213,7 @@ main() {
     # Absolute, since it ends up in server configs; never "/" (we rm -rf below it).
     STATE=$(realpath -m -- "$STATE")
     [[ $STATE != / ]] || die "refusing to use / as KVSTORES_SERVICES_DIR"
+    flag_setting KVSTORES_SERVICES_DURABLE "$DURABLE"
     for s in "${ALL_SERVICES[@]}"; do
         if declare -F "$(fn "$s")_check" >/dev/null; then
             "$(fn "$s")_check"

@@ -218,6 +218,18 @@ cassandra_ensure_port_free() { # IP PORT NAME
     fi
 }
 
+# The commitlog sync lines of cassandra.yaml. Durable: batch, a write is
+# acknowledged after its commitlog fsync (Cassandra 5.0 has no
+# commitlog_sync_batch_window_in_ms any more, and batch mode takes no
+# commitlog_sync_period). Else periodic: fsync every 10 s.
+cassandra_commitlog_conf() {
+    if ((DURABLE)); then
+        printf '%s\n' "commitlog_sync: batch"
+    else
+        printf '%s\n' "commitlog_sync: periodic" "commitlog_sync_period: 10000ms"
+    fi
+}
+
 # cassandra_write_conf DIR CLUSTER IP CQL_PORT STORAGE_PORT SEEDS TOKEN: a fresh
 # node directory DIR (conf, data dirs) for a node at IP; SEEDS are "ip:port,...".
 cassandra_write_conf() {
@@ -225,7 +237,8 @@ cassandra_write_conf() {
     fresh_dir "$dir" "$dir/conf" "$dir/data" "$dir/commitlog" "$dir/saved_caches" \
         "$dir/hints" "$dir/cdc_raw" "$dir/triggers" "$dir/tmp"
     cat >"$dir/conf/cassandra.yaml" <<YAML
-# kvstores test node: loopback only, non-default ports, speed over durability.
+# kvstores test node: loopback only, non-default ports; speed over durability
+# unless KVSTORES_SERVICES_DURABLE=1.
 cluster_name: '$cluster'
 num_tokens: 1
 initial_token: $token
@@ -249,8 +262,7 @@ commitlog_directory: $dir/commitlog
 saved_caches_directory: $dir/saved_caches
 hints_directory: $dir/hints
 cdc_raw_directory: $dir/cdc_raw
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+$(cassandra_commitlog_conf)
 # commitlog_segment_size: Cassandra's default, 32 MiB, so the largest mutation
 # is 16 MiB, as on a stock server (the stores' value ceiling is checked on it).
 # TRUNCATE and DROP would snapshot first: slow, and fills the disk in tests.

@@ -145,18 +145,19 @@ ferretdb_start() {
     as_svc "$FERRETDB_PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 --no-sync >>"$pglogf" 2>&1 ||
         fail ferretdb-postgres "$pglogf" "initdb failed"
-    cat >>"$dir/data/postgresql.conf" <<CONF
+    {
+        cat <<CONF
 
-# kvstores FerretDB backend: loopback only, non-default port, speed over durability
+# kvstores FerretDB backend: loopback only, non-default port; speed over
+# durability unless KVSTORES_SERVICES_DURABLE=1
 listen_addresses = '127.0.0.1'
 port = $FERRETDB_PG_PORT
 unix_socket_directories = '$dir/run'
 # FerretDB pools up to 50 connections per PostgreSQL user.
 max_connections = 120
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+        pg_durability_conf
+    } >>"$dir/data/postgresql.conf"
     as_svc "$FERRETDB_PG_BIN/pg_ctl" -D "$dir/data" -l "$pglogf" -w -t "$WAIT_SECS" start >&2 || {
         [[ -s $dir/data/postmaster.pid ]] && record_pid ferretdb-postgres "$(head -n 1 "$dir/data/postmaster.pid")"
         fail ferretdb-postgres "$pglogf" "pg_ctl start failed"

@@ -2,7 +2,8 @@
 # Helpers shared by scripts/services.sh and every scripts/services/<name>.sh:
 # logging, failures, pid/start-time bookkeeping, port checks, waiting, the
 # service user, the state dir and package installation. Sourced by the driver,
-# never run on its own. Expects STATE and WAIT_SECS to be set by the driver.
+# never run on its own. Expects STATE, WAIT_SECS and DURABLE (0 or 1) to be
+# set by the driver.
 
 # postgres refuses to run as root; use one unprivileged user for every daemon.
 SVC_USER=kvstores
@@ -30,6 +31,19 @@ port_setting() {
     if ! [[ $2 =~ ^[1-9][0-9]{0,4}$ ]] || (($2 > 65535)); then
         die "$1: '$2' is not a TCP port number (1-65535)"
     fi
+}
+
+# flag_setting VAR VALUE: VALUE (from environment variable VAR) must be 0 or 1.
+flag_setting() {
+    [[ $2 == [01] ]] || die "$1: '$2' is neither 0 nor 1"
+}
+
+# The durability lines of a postgresql.conf: durable with DURABLE=1, else
+# speed over durability (a test instance's data is thrown away).
+pg_durability_conf() {
+    local v=off
+    ((DURABLE)) && v=on
+    printf '%s\n' "fsync = $v" "synchronous_commit = $v" "full_page_writes = $v"
 }
 
 # ---------------------------------------------------------------- processes

@@ -74,8 +74,9 @@ skip-name-resolve
 max_allowed_packet = 64M
 innodb_log_file_size = 256M
 innodb_buffer_pool_size = 256M
-# Test instance: speed over durability.
-innodb_flush_log_at_trx_commit = 2
+# 1: durable (KVSTORES_SERVICES_DURABLE=1); 2: a test instance's speed over
+# durability (the redo log is flushed about once a second).
+innodb_flush_log_at_trx_commit = $((DURABLE ? 1 : 2))
 character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
 

@@ -55,17 +55,18 @@ postgres_start() {
     as_svc "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 --no-sync >>"$logf" 2>&1 ||
         fail postgres "$logf" "initdb failed"
-    cat >>"$dir/data/postgresql.conf" <<CONF
+    {
+        cat <<CONF
 
-# kvstores test instance: loopback only, non-default port, speed over durability
+# kvstores test instance: loopback only, non-default port; speed over
+# durability unless KVSTORES_SERVICES_DURABLE=1
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$dir/run'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+        pg_durability_conf
+    } >>"$dir/data/postgresql.conf"
 
     postgres_launch "$logf"
 

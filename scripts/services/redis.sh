@@ -26,8 +26,14 @@ redis_node_conf() {
         printf '# kvstores test node %s: loopback only, non-default port\n' "$name"
         printf '%s\n' "bind 127.0.0.1" "port $port" "daemonize yes" \
             "pidfile \"$dir/redis.pid\"" "logfile \"$STATE/logs/$name.log\"" "dir \"$dir\""
-        # No persistence: tests want a throwaway server.
-        printf '%s\n' "save \"\"" "appendonly no"
+        # No RDB snapshots. No persistence at all for a throwaway server; the
+        # append-only file, fsynced at every write, when durable.
+        printf '%s\n' "save \"\""
+        if ((DURABLE)); then
+            printf '%s\n' "appendonly yes" "appendfsync always"
+        else
+            printf '%s\n' "appendonly no"
+        fi
         (($# == 0)) || printf '%s\n' "$@"
     } >"$dir/redis.conf"
 }
