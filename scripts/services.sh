@@ -34,6 +34,10 @@
 # KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT 57101, JMX
 # KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") and
 # KVSTORES_DATAAPI_PORT (58181, the Data API emulator) override them.
+# KVSTORES_REDIS_CLUSTER_REPLICAS (0) gives each Redis Cluster primary that
+# many replicas (the first ports are the primaries; the port count must be a
+# multiple of replicas+1 with at least three primaries), and
+# KVSTORES_REDIS_CLUSTER_NODE_TIMEOUT (5000) its cluster-node-timeout in ms.
 #
 # KVSTORES_SERVICES_DURABLE=1: `start` gives the servers durable settings
 # instead of fast ones (PostgreSQL, FerretDB's included: fsync,
