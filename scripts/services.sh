@@ -7,14 +7,20 @@
 #   (SERVICE: postgres mysql redis redis-cluster ferretdb cassandra
 #   cassandra-cluster dataapi; none: all of them)
 #   scripts/services.sh env
-#   scripts/services.sh stop-node  cassandra-cluster N   (node N, 1-based; data kept)
-#   scripts/services.sh start-node cassandra-cluster N   (restart it on its data)
+#   scripts/services.sh stop-node  SERVICE N   (stop node N, 1-based; data kept)
+#   scripts/services.sh start-node SERVICE N   (start it again on its data)
+#   (N: 1 for single-node services; redis-cluster: an index into
+#   KVSTORES_REDIS_CLUSTER_PORTS; cassandra-cluster: 1-3)
 #
 # `start`, `start-node` and `env` print `export KVSTORES_TEST_*_URL=...` lines
 # on stdout and everything else on stderr, so `eval "$(scripts/services.sh
-# start)"` works. `dataapi` (an emulator of Astra DB's Data API, for the
-# AstraDB tests) keeps its documents in the `cassandra` service and starts it
-# when it is not running.
+# start)"` works. A service with a node stopped by stop-node still prints its
+# URL; `start-node` restarts the node on its kept data and settings, while
+# `start` rebuilds such a service from scratch. stop-node stops only FerretDB
+# for ferretdb (its PostgreSQL keeps the data) and only the emulator for
+# dataapi; Redis nodes (no persistence) restart empty. `dataapi` (an emulator
+# of Astra DB's Data API, for the AstraDB tests) keeps its documents in the
+# `cassandra` service and starts it when it is not running.
 # All state (data, logs, pid files, env file) lives in
 # ${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}. Must run as root (apt,
 # useradd, runuser). Servers bind 127.0.0.1 on non-default ports so they never
@@ -28,6 +34,19 @@
 # KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT 57101, JMX
 # KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS "57201 57202 57203") and
 # KVSTORES_DATAAPI_PORT (58181, the Data API emulator) override them.
+# KVSTORES_REDIS_CLUSTER_REPLICAS (0) gives each Redis Cluster primary that
+# many replicas (the first ports are the primaries; the port count must be a
+# multiple of replicas+1 with at least three primaries), and
+# KVSTORES_REDIS_CLUSTER_NODE_TIMEOUT (5000) its cluster-node-timeout in ms.
+#
+# KVSTORES_SERVICES_DURABLE=1: `start` gives the servers durable settings
+# instead of fast ones (PostgreSQL, FerretDB's included: fsync,
+# synchronous_commit and full_page_writes on; MariaDB:
+# innodb_flush_log_at_trx_commit=1; Redis and the Redis Cluster nodes:
+# appendonly with appendfsync always; Cassandra nodes: commitlog_sync batch):
+# an acknowledged write then survives a crash or SIGKILL, and Redis keeps its
+# data across stop-node/start-node. start-node reuses the settings of the
+# last start.
 #
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
@@ -40,10 +59,11 @@
 #   <fn>_env       print its `export KVSTORES_TEST_*_URL='...'` line if ours runs
 #   <fn>_check     (optional) validate its settings; runs before every command
 #   <fn>_stop_node N / <fn>_start_node N
-#                  (optional, multi-node services) stop node N (1-based) keeping
-#                  its data / start it again on that data and wait until it
-#                  serves and its peers see it; <fn>_env must still print the
-#                  URL while a node is down
+#                  stop node N (1-based; single-node services accept only 1)
+#                  keeping its data, and mark it down (lib.sh's mark_down) /
+#                  start it again on that data and its kept settings, and wait
+#                  until it serves and its peers see it; <fn>_env must still
+#                  print the URL while a node is down (lib.sh's up_or_down)
 # The helpers they use live in scripts/services/lib.sh. Adding a server is one
 # new file plus its name in ALL_SERVICES below.
 # shellcheck source-path=SCRIPTDIR
@@ -51,6 +71,8 @@ set -euo pipefail
 
 STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
+# 1: servers started by `start` run with durable settings (see the header).
+DURABLE="${KVSTORES_SERVICES_DURABLE:-0}"
 # In this order: start order of the default set, and order of the env lines.
 # dataapi last: its start waits for cassandra, so the other servers boot meanwhile.
 ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster dataapi)
@@ -65,7 +87,7 @@ done
 unset _s
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -152,14 +174,14 @@ cmd_stop() {
     write_env
 }
 
-# SERVICE N: the service must have per-node hooks (<fn>_stop_node and
+# SERVICE N: every service has per-node hooks (<fn>_stop_node and
 # <fn>_start_node); N is validated by them.
 node_service() {
     (($# == 2)) || usage
     [[ " ${ALL_SERVICES[*]} " == *" $1 "* ]] ||
         die "unknown service '$1' (expected: ${ALL_SERVICES[*]})"
     if ! declare -F "$(fn "$1")_stop_node" >/dev/null || ! declare -F "$(fn "$1")_start_node" >/dev/null; then
-        die "service '$1' has no per-node stop/start (not a multi-node service with <fn>_stop_node/<fn>_start_node hooks)"
+        die "service '$1' has no per-node stop/start (<fn>_stop_node/<fn>_start_node hooks)"
     fi
 }
 
@@ -195,6 +217,7 @@ main() {
     # Absolute, since it ends up in server configs; never "/" (we rm -rf below it).
     STATE=$(realpath -m -- "$STATE")
     [[ $STATE != / ]] || die "refusing to use / as KVSTORES_SERVICES_DIR"
+    flag_setting KVSTORES_SERVICES_DURABLE "$DURABLE"
     for s in "${ALL_SERVICES[@]}"; do
         if declare -F "$(fn "$s")_check" >/dev/null; then
             "$(fn "$s")_check"

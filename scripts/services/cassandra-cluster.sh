@@ -124,15 +124,16 @@ cassandra_cluster_stop() {
     cassandra_stop_nodes "${names[@]}"
 }
 
-# Exported while at least one node of ours is alive, not only when all three
-# are: `services.sh stop-node` takes single nodes down on purpose, and the
-# degraded cluster still serves (the URL lists every node; clients route around
-# the down one). `start` rebuilds a cluster with a dead node from scratch, so a
-# partial cluster only lasts as long as such a test wants it to.
+# Exported while at least one node of ours is alive or stopped by stop-node,
+# not only when all three are alive: `services.sh stop-node` takes nodes down on
+# purpose, and the degraded cluster still serves (the URL lists every node;
+# clients route around the down one). `start` rebuilds a cluster with a dead
+# node from scratch, so a partial cluster only lasts as long as such a test
+# wants it to.
 cassandra_cluster_env() {
     local i
     for i in "${!CASSANDRA_CLUSTER_IPS[@]}"; do
-        if recorded_pid "cassandra-cluster-$((i + 1))" >/dev/null; then
+        if up_or_down "cassandra-cluster-$((i + 1))"; then
             printf "export KVSTORES_TEST_CASSANDRA_CLUSTER_URL='%s'\n" "$CASSANDRA_CLUSTER_URL"
             return 0
         fi
@@ -155,12 +156,9 @@ cassandra_cluster_stop_node() {
     local i name
     i=$(cassandra_cluster_node_index "$1") || exit 1
     name="cassandra-cluster-$((i + 1))"
-    if ! recorded_pid "$name" >/dev/null; then
-        log "$name is not running"
-        rm -f "$(pidfile "$name")"
-        return 0
-    fi
+    node_running "$name" || return 0
     cassandra_stop_nodes "$name"
+    mark_down "$name"
     log "$name stopped (${CASSANDRA_CLUSTER_IPS[i]}); data kept in $STATE/cassandra-cluster/node$((i + 1))"
 }
 
@@ -209,7 +207,7 @@ cassandra_cluster_start_node() {
         CASSANDRA_CLUSTER_LOG_OFFSETS[j]=$(stat -c %s "$STATE/logs/cassandra-cluster-$((j + 1)).log" 2>/dev/null || echo 0)
     done
     # cassandra_launch starts a fresh log: keep the previous run's.
-    [[ ! -f $logf ]] || mv -f "$logf" "$logf.1"
+    rotate_log "$name"
     log "starting $name on $ip port $CASSANDRA_CLUSTER_PORT (kept data in $dir/node$((i + 1)))"
     cassandra_launch "$name" "$dir/node$((i + 1))" "$dir/lib" "$java" "${CASSANDRA_CLUSTER_JMX_PORTS[i]}"
     pid=$(recorded_pid "$name") || fail "$name" "$logf" "server process exited during startup"

@@ -218,6 +218,18 @@ cassandra_ensure_port_free() { # IP PORT NAME
     fi
 }
 
+# The commitlog sync lines of cassandra.yaml. Durable: batch, a write is
+# acknowledged after its commitlog fsync (Cassandra 5.0 has no
+# commitlog_sync_batch_window_in_ms any more, and batch mode takes no
+# commitlog_sync_period). Else periodic: fsync every 10 s.
+cassandra_commitlog_conf() {
+    if ((DURABLE)); then
+        printf '%s\n' "commitlog_sync: batch"
+    else
+        printf '%s\n' "commitlog_sync: periodic" "commitlog_sync_period: 10000ms"
+    fi
+}
+
 # cassandra_write_conf DIR CLUSTER IP CQL_PORT STORAGE_PORT SEEDS TOKEN: a fresh
 # node directory DIR (conf, data dirs) for a node at IP; SEEDS are "ip:port,...".
 cassandra_write_conf() {
@@ -225,7 +237,8 @@ cassandra_write_conf() {
     fresh_dir "$dir" "$dir/conf" "$dir/data" "$dir/commitlog" "$dir/saved_caches" \
         "$dir/hints" "$dir/cdc_raw" "$dir/triggers" "$dir/tmp"
     cat >"$dir/conf/cassandra.yaml" <<YAML
-# kvstores test node: loopback only, non-default ports, speed over durability.
+# kvstores test node: loopback only, non-default ports; speed over durability
+# unless KVSTORES_SERVICES_DURABLE=1.
 cluster_name: '$cluster'
 num_tokens: 1
 initial_token: $token
@@ -249,8 +262,7 @@ commitlog_directory: $dir/commitlog
 saved_caches_directory: $dir/saved_caches
 hints_directory: $dir/hints
 cdc_raw_directory: $dir/cdc_raw
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+$(cassandra_commitlog_conf)
 # commitlog_segment_size: Cassandra's default, 32 MiB, so the largest mutation
 # is 16 MiB, as on a stock server (the stores' value ceiling is checked on it).
 # TRUNCATE and DROP would snapshot first: slow, and fills the disk in tests.
@@ -373,8 +385,43 @@ cassandra_wait() {
 
 cassandra_stop() { cassandra_stop_nodes cassandra; }
 
+# stop_node 1: stop the node (SIGTERM, SIGKILL after 20 s, as `stop` does),
+# keeping its directory (config, data, commitlog).
+cassandra_stop_node() {
+    single_node cassandra "$1"
+    node_running cassandra || return 0
+    cassandra_stop_nodes cassandra
+    mark_down cassandra
+    log "cassandra stopped; its data is kept in $STATE/cassandra"
+}
+
+# start_node 1: restart the node on its kept config and data (commitlog replay
+# and sstables) and wait until it serves CQL.
+cassandra_start_node() {
+    local dir="$STATE/cassandra" java
+    single_node cassandra "$1"
+    node_stopped cassandra cassandra "$dir/conf/cassandra.yaml" || return 0
+    [[ -d $dir/lib ]] || die "cassandra: no kept jars in $dir/lib; run: $0 start cassandra"
+    ensure_port_free "$CASSANDRA_PORT" cassandra
+    ensure_port_free "$CASSANDRA_STORAGE_PORT" cassandra
+    ensure_port_free "$CASSANDRA_JMX_PORT" cassandra
+    java=$(cassandra_java)
+    log "starting cassandra on 127.0.0.1:$CASSANDRA_PORT (kept data in $dir)"
+    # cassandra_launch starts a fresh log: keep the previous run's.
+    rotate_log cassandra
+    cassandra_launch cassandra "$dir" "$dir/lib" "$java" "$CASSANDRA_JMX_PORT"
+    cassandra_wait
+    # The Data API emulator over this node (dataapi) reconnects by itself, a
+    # few seconds later: wait for it, so that its next request does not fail.
+    if declare -F dataapi_ready >/dev/null && recorded_pid dataapi >/dev/null; then
+        wait_for dataapi "$STATE/logs/dataapi.log" "" dataapi_ready
+        log "dataapi serves again over the restarted cassandra"
+    fi
+}
+
+# Printed while the node is stopped by stop-node too.
 cassandra_env() {
-    if recorded_pid cassandra >/dev/null; then
+    if up_or_down cassandra; then
         printf "export KVSTORES_TEST_CASSANDRA_URL='%s'\n" "$CASSANDRA_URL"
     fi
 }

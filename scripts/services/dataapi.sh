@@ -136,7 +136,7 @@ dataapi_ready() {
 
 # Launch only; dataapi_wait waits until it answers.
 dataapi_start() {
-    local dir="$STATE/dataapi" venv logf pid
+    local dir="$STATE/dataapi" venv logf
     if dataapi_ready; then
         log "dataapi already running on 127.0.0.1:$DATAAPI_PORT"
         return 0
@@ -157,6 +157,13 @@ dataapi_start() {
     cp -a "$venv" "$dir/venv"
     install -m 644 "$DATAAPI_SRC/emulator.py" "$dir/emulator.py"
     logf=$(new_log dataapi)
+    dataapi_launch "$logf"
+}
+
+# dataapi_launch LOGFILE: start the emulator of $STATE/dataapi in the
+# background and record its pid; dataapi_wait says when it serves.
+dataapi_launch() {
+    local dir="$STATE/dataapi" logf=$1 pid
     # setpriv execs Python itself as the service user, so $! is the emulator's
     # pid; setsid: spared by a Ctrl-C of the caller. -I: no user site, no
     # PYTHON* variables, no cwd on sys.path.
@@ -184,9 +191,36 @@ dataapi_stop() {
     stop_recorded dataapi TERM
 }
 
-# Only with its Cassandra: without it every command fails.
+# stop_node 1: stop the emulator only; the documents stay in the cassandra
+# service, which keeps running.
+dataapi_stop_node() {
+    single_node dataapi "$1"
+    node_running dataapi || return 0
+    dataapi_stop
+    mark_down dataapi
+    log "dataapi stopped; its documents stay in cassandra (127.0.0.1:$CASSANDRA_PORT)"
+}
+
+# start_node 1: start the emulator again (the copy in $STATE/dataapi) over the
+# running cassandra service, and wait until it serves.
+dataapi_start_node() {
+    local logf
+    single_node dataapi "$1"
+    node_stopped dataapi dataapi "$STATE/dataapi/emulator.py" || return 0
+    cassandra_ready ||
+        die "dataapi: its cassandra is not serving on 127.0.0.1:$CASSANDRA_PORT; start it first ($0 start-node cassandra 1, or $0 start dataapi)"
+    ensure_port_free "$DATAAPI_PORT" dataapi
+    log "starting dataapi (the Data API emulator) on 127.0.0.1:$DATAAPI_PORT over cassandra 127.0.0.1:$CASSANDRA_PORT"
+    rotate_log dataapi
+    logf=$(new_log dataapi)
+    dataapi_launch "$logf"
+    dataapi_wait
+}
+
+# Only with its Cassandra: without it every command fails. Either one stopped
+# by stop-node still counts (a test's outage on purpose).
 dataapi_env() {
-    if recorded_pid dataapi >/dev/null && recorded_pid cassandra >/dev/null; then
+    if up_or_down dataapi && up_or_down cassandra; then
         printf "export KVSTORES_TEST_ASTRADB_URL='%s'\n" "$DATAAPI_URL"
     fi
 }

@@ -127,7 +127,7 @@ ferretdb_pg_admin() {
 }
 
 ferretdb_start() {
-    local dir="$STATE/ferretdb" logf pglogf bin pid
+    local dir="$STATE/ferretdb" logf pglogf bin
     if running ferretdb-postgres "$FERRETDB_PG_PORT" && running ferretdb "$FERRETDB_PORT"; then
         log "ferretdb already running on 127.0.0.1:$FERRETDB_PORT (its postgres on $FERRETDB_PG_PORT)"
         return 0
@@ -145,18 +145,19 @@ ferretdb_start() {
     as_svc "$FERRETDB_PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 --no-sync >>"$pglogf" 2>&1 ||
         fail ferretdb-postgres "$pglogf" "initdb failed"
-    cat >>"$dir/data/postgresql.conf" <<CONF
+    {
+        cat <<CONF
 
-# kvstores FerretDB backend: loopback only, non-default port, speed over durability
+# kvstores FerretDB backend: loopback only, non-default port; speed over
+# durability unless KVSTORES_SERVICES_DURABLE=1
 listen_addresses = '127.0.0.1'
 port = $FERRETDB_PG_PORT
 unix_socket_directories = '$dir/run'
 # FerretDB pools up to 50 connections per PostgreSQL user.
 max_connections = 120
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+        pg_durability_conf
+    } >>"$dir/data/postgresql.conf"
     as_svc "$FERRETDB_PG_BIN/pg_ctl" -D "$dir/data" -l "$pglogf" -w -t "$WAIT_SECS" start >&2 || {
         [[ -s $dir/data/postmaster.pid ]] && record_pid ferretdb-postgres "$(head -n 1 "$dir/data/postmaster.pid")"
         fail ferretdb-postgres "$pglogf" "pg_ctl start failed"
@@ -167,16 +168,26 @@ CONF
         -c "CREATE DATABASE ferretdb OWNER kvstores" >&2 ||
         fail ferretdb-postgres "$pglogf" "creating role/database failed"
 
+    # --debug-addr=-: no metrics/pprof listener (its default 127.0.0.1:8088
+    # would collide between two sets of services). Kept for start-node.
+    printf '%s\n' --handler=postgresql \
+        "--postgresql-url=postgres://kvstores:kvstores@127.0.0.1:$FERRETDB_PG_PORT/ferretdb" \
+        "--listen-addr=127.0.0.1:$FERRETDB_PORT" "--state-dir=$dir/state" \
+        --telemetry=disable --debug-addr=- --log-level=warn >"$dir/ferretdb.args"
     logf=$(new_log ferretdb)
+    ferretdb_launch "$logf"
+}
+
+# ferretdb_launch LOGFILE: start FerretDB ($STATE/ferretdb/ferretdb with the
+# arguments of ferretdb.args, one a line), record its pid, wait until it listens.
+ferretdb_launch() {
+    local dir="$STATE/ferretdb" logf=$1 pid
+    local -a args
+    mapfile -t args <"$dir/ferretdb.args"
     # setpriv execs FerretDB itself as the service user (no parent left
     # behind), so $! is FerretDB's pid; setsid: spared by a Ctrl-C of the caller.
-    # --debug-addr=-: no metrics/pprof listener (its default 127.0.0.1:8088
-    # would collide between two sets of services).
     (cd / && exec setsid setpriv --reuid="$SVC_USER" --regid="$SVC_USER" --init-groups -- \
-        "$dir/ferretdb" --handler=postgresql \
-        --postgresql-url="postgres://kvstores:kvstores@127.0.0.1:$FERRETDB_PG_PORT/ferretdb" \
-        --listen-addr="127.0.0.1:$FERRETDB_PORT" --state-dir="$dir/state" \
-        --telemetry=disable --debug-addr=- --log-level=warn) </dev/null >>"$logf" 2>&1 9>&- &
+        "$dir/ferretdb" "${args[@]}") </dev/null >>"$logf" 2>&1 9>&- &
     pid=$!
     record_pid ferretdb "$pid"
     wait_for ferretdb "$logf" "$pid" port_open "$FERRETDB_PORT"
@@ -188,9 +199,34 @@ ferretdb_stop() {
     stop_recorded ferretdb-postgres INT
 }
 
-# Only a complete pair of ours counts.
+# stop_node 1: stop the FerretDB process only; its PostgreSQL (which holds the
+# data) keeps running.
+ferretdb_stop_node() {
+    single_node ferretdb "$1"
+    node_running ferretdb || return 0
+    stop_recorded ferretdb TERM
+    mark_down ferretdb
+    log "ferretdb stopped; its PostgreSQL (the data) still runs on 127.0.0.1:$FERRETDB_PG_PORT"
+}
+
+# start_node 1: start FerretDB again, with the arguments of the last start,
+# over its still running PostgreSQL.
+ferretdb_start_node() {
+    local logf
+    single_node ferretdb "$1"
+    node_stopped ferretdb ferretdb "$STATE/ferretdb/ferretdb.args" || return 0
+    recorded_pid ferretdb-postgres >/dev/null ||
+        die "ferretdb: its PostgreSQL is not running (stop-node leaves it running); run: $0 start ferretdb"
+    ensure_port_free "$FERRETDB_PORT" ferretdb
+    log "starting ferretdb on 127.0.0.1:$FERRETDB_PORT (over its postgres on 127.0.0.1:$FERRETDB_PG_PORT)"
+    rotate_log ferretdb
+    logf=$(new_log ferretdb)
+    ferretdb_launch "$logf"
+}
+
+# Only a complete pair of ours counts (FerretDB stopped by stop-node included).
 ferretdb_env() {
-    if recorded_pid ferretdb >/dev/null && recorded_pid ferretdb-postgres >/dev/null; then
+    if up_or_down ferretdb && recorded_pid ferretdb-postgres >/dev/null; then
         printf "export KVSTORES_TEST_MONGODB_URL='%s'\n" "$MONGODB_URL"
     fi
 }

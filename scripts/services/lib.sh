@@ -2,7 +2,8 @@
 # Helpers shared by scripts/services.sh and every scripts/services/<name>.sh:
 # logging, failures, pid/start-time bookkeeping, port checks, waiting, the
 # service user, the state dir and package installation. Sourced by the driver,
-# never run on its own. Expects STATE and WAIT_SECS to be set by the driver.
+# never run on its own. Expects STATE, WAIT_SECS and DURABLE (0 or 1) to be
+# set by the driver.
 
 # postgres refuses to run as root; use one unprivileged user for every daemon.
 SVC_USER=kvstores
@@ -30,6 +31,19 @@ port_setting() {
     if ! [[ $2 =~ ^[1-9][0-9]{0,4}$ ]] || (($2 > 65535)); then
         die "$1: '$2' is not a TCP port number (1-65535)"
     fi
+}
+
+# flag_setting VAR VALUE: VALUE (from environment variable VAR) must be 0 or 1.
+flag_setting() {
+    [[ $2 == [01] ]] || die "$1: '$2' is neither 0 nor 1"
+}
+
+# The durability lines of a postgresql.conf: durable with DURABLE=1, else
+# speed over durability (a test instance's data is thrown away).
+pg_durability_conf() {
+    local v=off
+    ((DURABLE)) && v=on
+    printf '%s\n' "fsync = $v" "synchronous_commit = $v" "full_page_writes = $v"
 }
 
 # ---------------------------------------------------------------- processes
@@ -68,6 +82,7 @@ record_pid() {
     local st
     st=$(proc_starttime "$2") || die "$1: process $2 exited right after start (see $STATE/logs)"
     printf '%s\n%s\n' "$2" "$st" >"$(pidfile "$1")"
+    rm -f "$(downfile "$1")"
 }
 
 # Prints the PID recorded for NAME if that very process is still alive.
@@ -112,7 +127,53 @@ stop_recorded() {
             pid_alive "$pid" && die "$name (pid $pid) would not die"
         fi
     fi
-    rm -f "$(pidfile "$1")"
+    rm -f "$(pidfile "$1")" "$(downfile "$1")"
+}
+
+# ------------------------------------------------ stop-node and start-node
+
+# A process that stop-node stopped on purpose (data kept, env line still
+# printed) has a NAME.down marker next to its pid file. Recording a new pid
+# removes it, and so does stop_recorded: stop-node marks after stopping.
+downfile() { printf '%s/pids/%s.down\n' "$STATE" "$1"; }
+mark_down() { : >"$(downfile "$1")"; }
+is_down() { [[ -f $(downfile "$1") ]]; }
+
+# Ours is alive, or stopped by stop-node: what <fn>_env prints a URL for.
+up_or_down() { recorded_pid "$1" >/dev/null || is_down "$1"; }
+
+# single_node SERVICE N: a single-node service's only node is 1.
+single_node() {
+    [[ $2 == 1 ]] || die "$1 is a single-node service: the node must be 1, got '$2'"
+}
+
+# node_running NAME: for <fn>_stop_node: whether our NAME runs (else says so).
+node_running() {
+    recorded_pid "$1" >/dev/null && return 0
+    if is_down "$1"; then
+        log "$1 is already stopped (stop-node)"
+    else
+        log "$1 is not running"
+        rm -f "$(pidfile "$1")"
+    fi
+    return 1
+}
+
+# node_stopped NAME SERVICE KEPT: for <fn>_start_node: fails (saying so) if our
+# NAME runs already; dies if KEPT (a file of its kept data or config) is gone.
+node_stopped() {
+    if recorded_pid "$1" >/dev/null; then
+        log "$1 is already running; nothing to do"
+        return 1
+    fi
+    [[ -e $3 ]] || die "$1: nothing kept to restart ($3 is missing); start it first: $0 start $2"
+}
+
+# rotate_log NAME: keep the previous run's log as NAME.log.1 (a restart on
+# kept data then gets a fresh NAME.log from new_log).
+rotate_log() {
+    local f="$STATE/logs/$1.log"
+    [[ ! -f $f ]] || mv -f "$f" "$f.1"
 }
 
 # Refuse to start on a port someone else (e.g. a system instance) holds.

@@ -35,8 +35,20 @@ mysql_user_ok() {
         -P "$MYSQL_PORT" -u kvstores kvstores_test -e 'SELECT 1' >/dev/null 2>&1
 }
 
+# mysql_launch LOGFILE: start the server of $STATE/mysql/my.cnf on its data,
+# record its pid and wait until it answers.
+mysql_launch() {
+    local logf=$1 mysqld pid
+    mysqld=$(mysqld_bin) || die "mysql: no mariadbd/mysqld binary found"
+    # setsid: own session, so a Ctrl-C/SIGHUP aimed at the caller spares it.
+    (cd / && exec setsid "$mysqld" --defaults-file="$STATE/mysql/my.cnf") </dev/null >>"$logf" 2>&1 9>&- &
+    pid=$!
+    record_pid mysql "$pid"
+    wait_for mysql "$logf" "$pid" mysql_ping
+}
+
 mysql_start() {
-    local dir="$STATE/mysql" logf cnf mysqld pid
+    local dir="$STATE/mysql" logf cnf
     if running mysql "$MYSQL_PORT"; then
         log "mariadb already running on 127.0.0.1:$MYSQL_PORT"
         return 0
@@ -44,7 +56,6 @@ mysql_start() {
     mysql_stop
     ensure_port_free "$MYSQL_PORT" mysql
     log "starting mariadb on 127.0.0.1:$MYSQL_PORT"
-    mysqld=$(mysqld_bin) || die "mysql: no mariadbd/mysqld binary found"
     logf=$(new_log mysql)
     fresh_dir "$dir" "$dir/data" "$dir/run"
     cnf="$dir/my.cnf"
@@ -63,8 +74,9 @@ skip-name-resolve
 max_allowed_packet = 64M
 innodb_log_file_size = 256M
 innodb_buffer_pool_size = 256M
-# Test instance: speed over durability.
-innodb_flush_log_at_trx_commit = 2
+# 1: durable (KVSTORES_SERVICES_DURABLE=1); 2: a test instance's speed over
+# durability (the redo log is flushed about once a second).
+innodb_flush_log_at_trx_commit = $((DURABLE ? 1 : 2))
 character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
 
@@ -78,11 +90,7 @@ CONF
     (cd / && mariadb-install-db --defaults-file="$cnf" --auth-root-authentication-method=socket \
         --skip-test-db) >>"$logf" 2>&1 9>&- || fail mysql "$logf" "mariadb-install-db failed"
 
-    # setsid: own session, so a Ctrl-C/SIGHUP aimed at the caller spares it.
-    (cd / && exec setsid "$mysqld" --defaults-file="$cnf") </dev/null >>"$logf" 2>&1 9>&- &
-    pid=$!
-    record_pid mysql "$pid"
-    wait_for mysql "$logf" "$pid" mysql_ping
+    mysql_launch "$logf"
 
     # CREATE OR REPLACE: mariadb-install-db already made a unix_socket-only
     # superuser kvstores@localhost (named after --user); replace it.
@@ -98,8 +106,30 @@ SQL
 
 mysql_stop() { stop_recorded mysql TERM; }
 
+# stop_node 1: stop the server, keeping its data directory and my.cnf.
+mysql_stop_node() {
+    single_node mysql "$1"
+    node_running mysql || return 0
+    mysql_stop
+    mark_down mysql
+    log "mysql stopped; its data is kept in $STATE/mysql/data"
+}
+
+# start_node 1: start it again on its kept data directory and my.cnf.
+mysql_start_node() {
+    local logf
+    single_node mysql "$1"
+    node_stopped mysql mysql "$STATE/mysql/my.cnf" || return 0
+    ensure_port_free "$MYSQL_PORT" mysql
+    log "starting mariadb on 127.0.0.1:$MYSQL_PORT (kept data in $STATE/mysql/data)"
+    rotate_log mysql
+    logf=$(new_log mysql)
+    mysql_launch "$logf"
+    mysql_user_ok || fail mysql "$logf" "cannot log in as kvstores over TCP"
+}
+
 mysql_env() {
-    if recorded_pid mysql >/dev/null; then
+    if up_or_down mysql; then
         printf "export KVSTORES_TEST_MYSQL_URL='%s'\n" "$MYSQL_URL"
     fi
 }

@@ -27,6 +27,18 @@ pg_user_ok() {
         -U kvstores -d kvstores_test -c 'SELECT 1' >/dev/null 2>&1
 }
 
+# postgres_launch LOGFILE: start the cluster in $STATE/postgres/data, record
+# its pid and wait until it listens.
+postgres_launch() {
+    local dir="$STATE/postgres" logf=$1
+    as_svc "$PG_BIN/pg_ctl" -D "$dir/data" -l "$logf" -w -t "$WAIT_SECS" start >&2 || {
+        [[ -s $dir/data/postmaster.pid ]] && record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
+        fail postgres "$logf" "pg_ctl start failed"
+    }
+    record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
+    wait_for postgres "$logf" "" port_open "$PG_PORT"
+}
+
 postgres_start() {
     local dir="$STATE/postgres" logf
     if running postgres "$PG_PORT"; then
@@ -43,24 +55,20 @@ postgres_start() {
     as_svc "$PG_BIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 --no-sync >>"$logf" 2>&1 ||
         fail postgres "$logf" "initdb failed"
-    cat >>"$dir/data/postgresql.conf" <<CONF
+    {
+        cat <<CONF
 
-# kvstores test instance: loopback only, non-default port, speed over durability
+# kvstores test instance: loopback only, non-default port; speed over
+# durability unless KVSTORES_SERVICES_DURABLE=1
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$dir/run'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+        pg_durability_conf
+    } >>"$dir/data/postgresql.conf"
 
-    as_svc "$PG_BIN/pg_ctl" -D "$dir/data" -l "$logf" -w -t "$WAIT_SECS" start >&2 || {
-        [[ -s $dir/data/postmaster.pid ]] && record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
-        fail postgres "$logf" "pg_ctl start failed"
-    }
-    record_pid postgres "$(head -n 1 "$dir/data/postmaster.pid")"
-    wait_for postgres "$logf" "" port_open "$PG_PORT"
+    postgres_launch "$logf"
 
     pg_admin -c "CREATE ROLE kvstores LOGIN CREATEDB PASSWORD 'kvstores'" \
         -c "CREATE DATABASE kvstores_test OWNER kvstores" >&2 ||
@@ -71,8 +79,30 @@ CONF
 # SIGINT = fast shutdown; TERM waits for clients.
 postgres_stop() { stop_recorded postgres INT; }
 
+# stop_node 1: stop the server (fast shutdown), keeping its data directory.
+postgres_stop_node() {
+    single_node postgres "$1"
+    node_running postgres || return 0
+    postgres_stop
+    mark_down postgres
+    log "postgres stopped; its data is kept in $STATE/postgres/data"
+}
+
+# start_node 1: start it again on its kept data directory and configuration.
+postgres_start_node() {
+    local logf
+    single_node postgres "$1"
+    node_stopped postgres postgres "$STATE/postgres/data/PG_VERSION" || return 0
+    ensure_port_free "$PG_PORT" postgres
+    log "starting postgres on 127.0.0.1:$PG_PORT (kept data in $STATE/postgres/data)"
+    rotate_log postgres
+    logf=$(new_log postgres)
+    postgres_launch "$logf"
+    pg_user_ok || fail postgres "$logf" "cannot log in as kvstores over TCP"
+}
+
 postgres_env() {
-    if recorded_pid postgres >/dev/null; then
+    if up_or_down postgres; then
         printf "export KVSTORES_TEST_POSTGRES_URL='%s'\n" "$PG_URL"
     fi
 }

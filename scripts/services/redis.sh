@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Redis (single node) for scripts/services.sh (sourced; helpers from lib.sh).
-# redis_packages, redis_ping and redis_node_start are also used by
+# redis_packages, redis_ping and the redis_node_* functions are also used by
 # redis-cluster.sh.
 
 REDIS_PORT="${KVSTORES_REDIS_PORT:-56379}"
@@ -16,21 +16,49 @@ redis_packages() {
 
 redis_ping() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; }
 
-# redis_node_start NAME PORT DIR [extra redis-server args...]
-redis_node_start() {
-    local name=$1 port=$2 dir=$3 logf
+# redis_node_conf NAME PORT DIR [LINE...]: a fresh node directory DIR with its
+# redis.conf (the LINEs appended), which a restart on kept data reuses.
+redis_node_conf() {
+    local name=$1 port=$2 dir=$3
     shift 3
-    logf=$(new_log "$name")
     fresh_dir "$dir"
-    # No persistence: tests want a throwaway server.
-    as_svc redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$logf" --dir "$dir" "$@" >&2 ||
+    {
+        printf '# kvstores test node %s: loopback only, non-default port\n' "$name"
+        printf '%s\n' "bind 127.0.0.1" "port $port" "daemonize yes" \
+            "pidfile \"$dir/redis.pid\"" "logfile \"$STATE/logs/$name.log\"" "dir \"$dir\""
+        # No RDB snapshots. No persistence at all for a throwaway server; the
+        # append-only file, fsynced at every write, when durable.
+        printf '%s\n' "save \"\""
+        if ((DURABLE)); then
+            printf '%s\n' "appendonly yes" "appendfsync always"
+        else
+            printf '%s\n' "appendonly no"
+        fi
+        (($# == 0)) || printf '%s\n' "$@"
+    } >"$dir/redis.conf"
+}
+
+# redis_node_launch NAME PORT DIR: start the node of DIR/redis.conf (its log
+# made by new_log NAME), record its pid and wait until it answers PING.
+redis_node_launch() {
+    local name=$1 port=$2 dir=$3 logf="$STATE/logs/$1.log"
+    # A stale pidfile (a node that was killed) would be taken for the new one.
+    rm -f "$dir/redis.pid"
+    as_svc redis-server "$dir/redis.conf" >&2 ||
         fail "$name" "$logf" "redis-server failed to start"
     # The daemon writes its pidfile within milliseconds unless it died during
     # startup (its parent has already exited 0), so don't wait long for it.
     wait_for_t 10 "$name" "$logf" "" test -s "$dir/redis.pid"
     record_pid "$name" "$(cat "$dir/redis.pid")"
     wait_for "$name" "$logf" "$(cat "$dir/redis.pid")" redis_ping "$port"
+}
+
+# redis_node_start NAME PORT DIR [redis.conf LINE...]
+redis_node_start() {
+    local name=$1 port=$2 dir=$3
+    new_log "$name" >/dev/null
+    redis_node_conf "$@"
+    redis_node_launch "$name" "$port" "$dir"
 }
 
 redis_start() {
@@ -46,8 +74,29 @@ redis_start() {
 
 redis_stop() { stop_recorded redis TERM; }
 
+# stop_node 1: stop the server, keeping its directory (redis.conf, and its
+# data when persistence is on).
+redis_stop_node() {
+    single_node redis "$1"
+    node_running redis || return 0
+    redis_stop
+    mark_down redis
+    log "redis stopped; its directory is kept in $STATE/redis"
+}
+
+# start_node 1: start it again from its kept directory and redis.conf.
+redis_start_node() {
+    single_node redis "$1"
+    node_stopped redis redis "$STATE/redis/redis.conf" || return 0
+    ensure_port_free "$REDIS_PORT" redis
+    log "starting redis on 127.0.0.1:$REDIS_PORT (kept directory $STATE/redis)"
+    rotate_log redis
+    new_log redis >/dev/null
+    redis_node_launch redis "$REDIS_PORT" "$STATE/redis"
+}
+
 redis_env() {
-    if recorded_pid redis >/dev/null; then
+    if up_or_down redis; then
         printf "export KVSTORES_TEST_REDIS_URL='%s'\n" "$REDIS_URL"
     fi
 }
