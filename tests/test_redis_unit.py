@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -687,7 +688,8 @@ def test_async_cluster_calls_wait_for_a_free_connection_then_time_out(
         nonlocal running
         running += 1
         await go.wait()
-        raise redis.exceptions.ConnectionError("no server")
+        # A timeout: not retried (a refused connection would be, as in a failover).
+        raise redis.exceptions.TimeoutError("no server")
 
     monkeypatch.setattr(redis.asyncio.cluster.RedisCluster, "initialize", initialize)
     store = RedisByteStore.from_url(CLUSTER, max_connections=2, timeout=1)
@@ -710,6 +712,51 @@ def test_async_cluster_calls_wait_for_a_free_connection_then_time_out(
 
     go = asyncio.Event()
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (redis.exceptions.ConnectionError("refused"), True),
+        (redis.exceptions.ClusterDownError("CLUSTERDOWN"), True),
+        (redis.exceptions.TimeoutError("silent"), False),
+        (redis.exceptions.AuthenticationError("bad password"), False),
+    ],
+)
+def test_a_cluster_retries_what_a_failover_cuts_within_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, retried: bool
+) -> None:
+    """A node that refuses connections or a cluster that is down may be a failover under
+    way: the operation is sent again every FAILOVER_PAUSE seconds until the store's timeout
+    runs out (counted from its start), then raises; timeouts and credentials are not."""
+    attempts = 0
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        raise error
+
+    async def afail(*args: Any, **kwargs: Any) -> Any:
+        return fail()
+
+    monkeypatch.setattr(redis.cluster.RedisCluster, "__init__", lambda self, **kw: None)
+    monkeypatch.setattr(redis.cluster.RedisCluster, "close", lambda self: None)
+    monkeypatch.setattr(redis.asyncio.cluster.RedisCluster, "initialize", afail)
+    store = RedisByteStore.from_url(CLUSTER, timeout=1)
+    monkeypatch.setattr(store, "_sync", lambda: redis.cluster.RedisCluster())
+    monkeypatch.setattr("kvstores.redis.store.run", fail)
+    for call in (lambda: store.mget(["k"]), lambda: asyncio.run(store.amget(["k"]))):
+        attempts = 0
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match=str(error)):
+            call()
+        took = time.monotonic() - started
+        if retried:
+            assert attempts >= 3
+            assert 0.7 <= took <= 1.0 + 0.5
+        else:
+            assert attempts == 1
+    store.close()
 
 
 def test_stores_share_nothing_but_the_client(monkeypatch: Any) -> None:

@@ -109,9 +109,12 @@ Errors
 An unreachable server, a failed connection or authentication, or a cluster that is down
 raises `BackendUnavailableError` (password masked, the redis-py error chained as
 ``__cause__``). The standalone clients the store builds retry a broken connection once, right
-away, and never retry a timeout, so a dead server is reported within ``timeout``; cluster
-clients retry up to 3 times within about a second (a failover takes a moment), and a cluster
-none of whose startup nodes answers is reported at once. Any other Redis error raises
+away, and never retry a timeout, so a dead server is reported within ``timeout``. On a
+cluster, an operation cut by what may be a failover (a node refusing connections, the
+cluster down, a slot unserved) is sent again every quarter second until a replica has taken
+over, for as long as ``timeout`` allows counted from the operation's start (every operation
+is idempotent); a timeout or refused credentials are not retried, and a cluster none of
+whose startup nodes answers is reported at once. Any other Redis error raises
 `KVStoreError`. Each message names the redis-py error's class and its message (some,
 such as ``MaxConnectionsError``, have none). A client created with ``decode_responses=True``
 (values are bytes, and decoding them would corrupt binary data), a URL that is not a Redis

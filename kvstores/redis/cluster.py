@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kvstores.redis.driver import (
     DRIVER_ERRORS,
+    NOT_NODE_FAILURES,
     AsyncRedisCluster,
+    ClusterDownError,
     RedisCluster,
     RedisConnectionError,
     ResponseError,
+    SlotNotCoveredError,
     key_slot,
     node_connection,
     node_pipeline,
@@ -31,13 +34,37 @@ from kvstores.redis.driver import (
 if TYPE_CHECKING:
     from kvstores.redis.runner import Program
 
-__all__ = ["ClusterGate", "aon_nodes", "gate", "mdelete", "mget", "mset", "on_nodes"]
+__all__ = [
+    "FAILOVER_PAUSE",
+    "ClusterGate",
+    "aon_nodes",
+    "failing_over",
+    "gate",
+    "mdelete",
+    "mget",
+    "mset",
+    "on_nodes",
+]
 
 HASH_SLOTS = 16384
 # Per node: the node, and the commands of its pipeline.
 Work = list[tuple[Any, list[tuple[Any, ...]]]]
 # Per node: the node, and the positions in the batch of the keys it serves.
 Groups = list[tuple[Any, list[int]]]
+
+
+#: Seconds between two attempts of an operation a failover cut (see `failing_over`).
+FAILOVER_PAUSE = 0.25
+
+
+def failing_over(exc: BaseException) -> bool:
+    """Whether `exc` may be a cluster failing over: a node refused or dropped the
+    connection, or the cluster says it is down or a slot has no node. Not a timeout (a
+    silent node is reported within the timeout, not waited on again), nor a connection
+    error that no failover repairs (credentials, pool or server connection limits)."""
+    return isinstance(exc, (RedisConnectionError, ClusterDownError, SlotNotCoveredError)) and (
+        not isinstance(exc, NOT_NODE_FAILURES)
+    )
 
 
 # Routing

@@ -51,10 +51,13 @@ from redis.backoff import ExponentialBackoff, NoBackoff  # noqa: E402
 from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import (  # noqa: E402
+    AuthenticationError,
     ClusterDownError,
+    MaxConnectionsError,
     RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
 from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
@@ -65,6 +68,7 @@ __all__ = [
     "DECODING",
     "DRIVER_ERRORS",
     "HIREDIS_PACKS",
+    "NOT_NODE_FAILURES",
     "SYNC_CLIENTS",
     "UNAVAILABLE",
     "AnyClient",
@@ -72,12 +76,14 @@ __all__ = [
     "AsyncClusterNode",
     "AsyncRedisCluster",
     "Clients",
+    "ClusterDownError",
     "ClusterNode",
     "KnownOptions",
     "Redis",
     "RedisCluster",
     "RedisConnectionError",
     "ResponseError",
+    "SlotNotCoveredError",
     "SyncClient",
     "aclose_client",
     "apool_connection",
@@ -100,6 +106,17 @@ SYNC_CLIENTS = (redis.Redis, RedisCluster)
 ASYNC_CLIENTS = (redis.asyncio.Redis, AsyncRedisCluster)
 
 # Errors that mean "the server cannot be reached or used", as opposed to a refused command.
+#: Connection errors that are not a node failing: credentials refused, the client's pool
+#: or the server's connection limit full (redis-py's cluster clients don't retry them).
+NOT_NODE_FAILURES: tuple[type[Exception], ...] = (
+    AuthenticationError,
+    MaxConnectionsError,
+    *(
+        getattr(redis.exceptions, n)
+        for n in ("MaxClientsReachedError",)
+        if hasattr(redis.exceptions, n)
+    ),
+)
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, RedisClusterException)
 # Everything redis-py raises (its cluster exception is not a RedisError).
 DRIVER_ERRORS = (RedisError, RedisClusterException)

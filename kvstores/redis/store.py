@@ -9,8 +9,10 @@ version is in `kvstores.redis.driver`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from itertools import chain, repeat
 from typing import Any, ClassVar, TypeVar
@@ -29,6 +31,7 @@ from kvstores.backend import (
     namespace_prefix,
 )
 from kvstores.redis import cluster
+from kvstores.redis.cluster import FAILOVER_PAUSE, failing_over
 from kvstores.redis.driver import (
     ASYNC_CLIENTS,
     DECODING,
@@ -285,10 +288,27 @@ class RedisByteStore(BackendStore[bytes]):
 
     def _run(self, program: Callable[[Any, A], Program[T]], batch: A) -> T:
         client = self._sync()
-        try:
-            return run(ClientIO(client), program(client, batch))
-        except DRIVER_ERRORS as exc:
-            raise self._errors.convert(exc) from exc
+        started = time.monotonic()
+        while True:
+            try:
+                return run(ClientIO(client), program(client, batch))
+            except DRIVER_ERRORS as exc:
+                pause = self._failover_pause(exc, started)
+                if pause is None:
+                    raise self._errors.convert(exc) from exc
+            time.sleep(pause)
+
+    def _failover_pause(self, exc: BaseException, started: float) -> float | None:
+        """How long to wait before sending again an operation that `exc` cut, on a cluster
+        that may be failing over (a primary gone, slots not served yet): until its replica
+        takes over, the operation (idempotent) is retried every `FAILOVER_PAUSE` seconds
+        while the store's timeout, counted from the operation's start, allows. `None`: raise
+        (not a cluster, not such an error, or no time left). redis-py's own retries span
+        about a second; a failover takes the cluster's node timeout and an election."""
+        if not self._cluster or not failing_over(exc):
+            return None
+        left = started + self._timeout - time.monotonic()
+        return FAILOVER_PAUSE if left > FAILOVER_PAUSE else None
 
     async def _arun(
         self,
@@ -301,12 +321,20 @@ class RedisByteStore(BackendStore[bytes]):
             if self._async_clients is None:
                 return await in_thread(batch)
             client = await self._async_clients.get()
-        try:
-            if not self._cluster:
+        if not self._cluster:
+            try:
                 return await arun(AsyncClientIO(client), program(client, batch))
-            return await self._arun_gated(client, program(client, batch))
-        except DRIVER_ERRORS as exc:
-            raise self._errors.convert(exc) from exc
+            except DRIVER_ERRORS as exc:
+                raise self._errors.convert(exc) from exc
+        started = time.monotonic()
+        while True:
+            try:
+                return await self._arun_gated(client, program(client, batch))
+            except DRIVER_ERRORS as exc:
+                pause = self._failover_pause(exc, started)
+                if pause is None:
+                    raise self._errors.convert(exc) from exc
+            await asyncio.sleep(pause)
 
     async def _arun_gated(self, client: Any, program: Program[T]) -> T:
         """Run a program on an asyncio cluster client, past its gate (see cluster.gate)."""
