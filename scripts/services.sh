@@ -18,9 +18,9 @@
 # URL; `start-node` restarts the node on its kept data and settings, while
 # `start` rebuilds such a service from scratch. stop-node stops only FerretDB
 # for ferretdb (its PostgreSQL keeps the data) and only the emulator for
-# dataapi; Redis nodes (no persistence) restart empty. `dataapi` (an emulator
-# of Astra DB's Data API, for the AstraDB tests) keeps its documents in the
-# `cassandra` service and starts it when it is not running.
+# dataapi; Redis nodes restart empty unless durable (see below). `dataapi`
+# (an emulator of Astra DB's Data API, for the AstraDB tests) keeps its
+# documents in the `cassandra` service and starts it when it is not running.
 # All state (data, logs, pid files, env file) lives in
 # ${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}. Must run as root (apt,
 # useradd, runuser). Servers bind 127.0.0.1 on non-default ports so they never
@@ -48,6 +48,18 @@
 # data across stop-node/start-node. start-node reuses the settings of the
 # last start.
 #
+# KVSTORES_SERVICES_TLS=1: `start` also makes the servers speak TLS, with a
+# throw-away CA made once per state dir in $STATE/tls (scripts/services/tls.sh:
+# ca.pem, server.pem/server.key for 127.0.0.1-3 and localhost, and an unrelated
+# wrong-ca.pem); plain connections keep working. PostgreSQL, MariaDB and
+# Cassandra (single node) take TLS on their usual port; Redis listens on
+# KVSTORES_REDIS_TLS_PORT (56380) too, FerretDB on KVSTORES_MONGODB_TLS_PORT
+# (57018), and each Redis Cluster node on its port of
+# KVSTORES_REDIS_CLUSTER_TLS_PORTS (unset: each port+1000), with the cluster
+# bus and replication over TLS. Extra env lines: KVSTORES_TEST_{POSTGRES,
+# MYSQL,REDIS,REDIS_CLUSTER,MONGODB}_TLS_URL, KVSTORES_TEST_CASSANDRA_TLS_CA,
+# KVSTORES_TEST_TLS_CA and KVSTORES_TEST_TLS_WRONG_CA. No client certificates.
+#
 # Each server is one file, scripts/services/<name>.sh, defining (with <fn> the
 # name with "-" turned into "_", e.g. redis_cluster):
 #   <fn>_packages  print the apt packages it needs that are missing, one a line
@@ -73,6 +85,8 @@ STATE="${KVSTORES_SERVICES_DIR:-/tmp/kvstores-services}"
 WAIT_SECS="${KVSTORES_SERVICES_WAIT:-60}"
 # 1: servers started by `start` run with durable settings (see the header).
 DURABLE="${KVSTORES_SERVICES_DURABLE:-0}"
+# 1: servers started by `start` also speak TLS (see the header).
+TLS="${KVSTORES_SERVICES_TLS:-0}"
 # In this order: start order of the default set, and order of the env lines.
 # dataapi last: its start waits for cassandra, so the other servers boot meanwhile.
 ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cluster dataapi)
@@ -80,6 +94,8 @@ ALL_SERVICES=(postgres mysql redis redis-cluster ferretdb cassandra cassandra-cl
 SERVICES_LIB="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/services"
 # shellcheck source=services/lib.sh
 source "$SERVICES_LIB/lib.sh"
+# shellcheck source=services/tls.sh
+source "$SERVICES_LIB/tls.sh"
 for _s in "${ALL_SERVICES[@]}"; do
     # shellcheck source=/dev/null
     source "$SERVICES_LIB/$_s.sh"
@@ -87,7 +103,8 @@ done
 unset _s
 
 usage() {
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The header down to the paragraph on the state dir.
+    sed -n '2,/^# All state/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -115,6 +132,11 @@ write_env() {
         line=$("$(fn "$s")_env")
         [[ -z $line ]] || out+="$line"$'\n'
     done
+    # The CA (and the wrong one) once some server of ours speaks TLS.
+    if [[ $out == *_TLS_* ]]; then
+        line=$(tls_env)
+        [[ -z $line ]] || out+="$line"$'\n'
+    fi
     if [[ -n $out ]]; then
         printf '%s' "$out" >"$STATE/env.tmp"
         mv -f "$STATE/env.tmp" "$STATE/env"
@@ -146,6 +168,9 @@ cmd_start() {
     ensure_user
     ensure_state_dir
     ensure_packages "${SERVICES[@]}"
+    if ((TLS)); then
+        tls_ensure
+    fi
     for s in "${SERVICES[@]}"; do
         "$(fn "$s")_start"
     done
@@ -218,6 +243,7 @@ main() {
     STATE=$(realpath -m -- "$STATE")
     [[ $STATE != / ]] || die "refusing to use / as KVSTORES_SERVICES_DIR"
     flag_setting KVSTORES_SERVICES_DURABLE "$DURABLE"
+    flag_setting KVSTORES_SERVICES_TLS "$TLS"
     for s in "${ALL_SERVICES[@]}"; do
         if declare -F "$(fn "$s")_check" >/dev/null; then
             "$(fn "$s")_check"

@@ -369,10 +369,27 @@ cassandra_start() {
     log "starting cassandra on 127.0.0.1:$CASSANDRA_PORT (storage port $CASSANDRA_STORAGE_PORT, JMX $CASSANDRA_JMX_PORT)"
     cassandra_write_conf "$dir" kvstores-cassandra 127.0.0.1 "$CASSANDRA_PORT" \
         "$CASSANDRA_STORAGE_PORT" "127.0.0.1:$CASSANDRA_STORAGE_PORT" -9223372036854775808
+    if ((TLS)); then
+        # TLS and plain CQL on the same port (optional: true), with tls.sh's key
+        # and certificate as a PEM keystore (an unencrypted PKCS#8 key needs no
+        # password); clients need no certificate.
+        cat >>"$dir/conf/cassandra.yaml" <<YAML
+client_encryption_options:
+  enabled: true
+  optional: true
+  require_client_auth: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: $(tls_file server-keycert.pem)
+YAML
+    fi
     # The cache may sit under root's private home: give the service user a copy.
     cp -R "$jars" "$dir/lib"
     cassandra_launch cassandra "$dir" "$dir/lib" "$java" "$CASSANDRA_JMX_PORT"
 }
+
+# Whether ours was started with TLS (its cassandra.yaml says).
+cassandra_tls() { grep -q '^client_encryption_options:' "$STATE/cassandra/conf/cassandra.yaml" 2>/dev/null; }
 
 cassandra_wait() {
     local pid
@@ -380,6 +397,12 @@ cassandra_wait() {
         fail cassandra "$STATE/logs/cassandra.log" "server process exited during startup"
     wait_for_t "$CASSANDRA_WAIT" cassandra "$STATE/logs/cassandra.log" "$pid" \
         cassandra_cql_ready 127.0.0.1 "$CASSANDRA_PORT"
+    if cassandra_tls; then
+        tls_handshake_ok 127.0.0.1 "$CASSANDRA_PORT" ||
+            fail cassandra "$STATE/logs/cassandra.log" "no TLS handshake on 127.0.0.1:$CASSANDRA_PORT"
+        log "cassandra serves CQL on 127.0.0.1:$CASSANDRA_PORT (plain and TLS)"
+        return 0
+    fi
     log "cassandra serves CQL on 127.0.0.1:$CASSANDRA_PORT"
 }
 
@@ -419,9 +442,13 @@ cassandra_start_node() {
     fi
 }
 
-# Printed while the node is stopped by stop-node too.
+# Printed while the node is stopped by stop-node too; with the CA of its TLS
+# when it was started with TLS (its cassandra.yaml says).
 cassandra_env() {
     if up_or_down cassandra; then
         printf "export KVSTORES_TEST_CASSANDRA_URL='%s'\n" "$CASSANDRA_URL"
+        if cassandra_tls; then
+            printf "export KVSTORES_TEST_CASSANDRA_TLS_CA='%s'\n" "$(tls_file ca.pem)"
+        fi
     fi
 }

@@ -19,6 +19,8 @@ FERRETDB_VERSION=1.24.2
 FERRETDB_RECIPE=1
 FERRETDB_PORT="${KVSTORES_MONGODB_PORT:-57017}"
 FERRETDB_PG_PORT="${KVSTORES_FERRETDB_POSTGRES_PORT:-55433}"
+# TLS listener (KVSTORES_SERVICES_TLS=1), besides the plain port.
+FERRETDB_TLS_PORT="${KVSTORES_MONGODB_TLS_PORT:-57018}"
 FERRETDB_PG_BIN=/usr/lib/postgresql/15/bin
 FERRETDB_PATCHES="$(dirname -- "$(realpath -- "${BASH_SOURCE[0]}")")/ferretdb"
 # No credentials: FerretDB then connects to PostgreSQL with the ones of its
@@ -28,8 +30,10 @@ MONGODB_URL="mongodb://127.0.0.1:${FERRETDB_PORT}/kvstores_test"
 ferretdb_check() {
     port_setting KVSTORES_MONGODB_PORT "$FERRETDB_PORT"
     port_setting KVSTORES_FERRETDB_POSTGRES_PORT "$FERRETDB_PG_PORT"
-    ((FERRETDB_PORT != FERRETDB_PG_PORT)) ||
-        die "KVSTORES_MONGODB_PORT and KVSTORES_FERRETDB_POSTGRES_PORT must differ"
+    port_setting KVSTORES_MONGODB_TLS_PORT "$FERRETDB_TLS_PORT"
+    ((FERRETDB_PORT != FERRETDB_PG_PORT && FERRETDB_PORT != FERRETDB_TLS_PORT &&
+        FERRETDB_TLS_PORT != FERRETDB_PG_PORT)) ||
+        die "KVSTORES_MONGODB_PORT, KVSTORES_MONGODB_TLS_PORT and KVSTORES_FERRETDB_POSTGRES_PORT must differ"
     local sock="$STATE/ferretdb/run/.s.PGSQL.$FERRETDB_PG_PORT"
     ((${#sock} <= 107)) || die "KVSTORES_SERVICES_DIR too long: socket path $sock exceeds 107 bytes"
 }
@@ -135,6 +139,9 @@ ferretdb_start() {
     ferretdb_stop # half-dead leftovers of ours, if any
     ensure_port_free "$FERRETDB_PORT" ferretdb
     ensure_port_free "$FERRETDB_PG_PORT" ferretdb-postgres
+    if ((TLS)); then
+        ensure_port_free "$FERRETDB_TLS_PORT" ferretdb
+    fi
     bin=$(ferretdb_build)
     log "starting ferretdb on 127.0.0.1:$FERRETDB_PORT (its postgres on 127.0.0.1:$FERRETDB_PG_PORT)"
     fresh_dir "$dir" "$dir/data" "$dir/run" "$dir/state"
@@ -174,6 +181,12 @@ CONF
         "--postgresql-url=postgres://kvstores:kvstores@127.0.0.1:$FERRETDB_PG_PORT/ferretdb" \
         "--listen-addr=127.0.0.1:$FERRETDB_PORT" "--state-dir=$dir/state" \
         --telemetry=disable --debug-addr=- --log-level=warn >"$dir/ferretdb.args"
+    if ((TLS)); then
+        # No --listen-tls-ca-file: with one FerretDB requires client certificates.
+        printf '%s\n' "--listen-tls=127.0.0.1:$FERRETDB_TLS_PORT" \
+            "--listen-tls-cert-file=$(tls_file server.pem)" \
+            "--listen-tls-key-file=$(tls_file server.key)" >>"$dir/ferretdb.args"
+    fi
     logf=$(new_log ferretdb)
     ferretdb_launch "$logf"
 }
@@ -181,7 +194,7 @@ CONF
 # ferretdb_launch LOGFILE: start FerretDB ($STATE/ferretdb/ferretdb with the
 # arguments of ferretdb.args, one a line), record its pid, wait until it listens.
 ferretdb_launch() {
-    local dir="$STATE/ferretdb" logf=$1 pid
+    local dir="$STATE/ferretdb" logf=$1 pid tls_port
     local -a args
     mapfile -t args <"$dir/ferretdb.args"
     # setpriv execs FerretDB itself as the service user (no parent left
@@ -191,6 +204,17 @@ ferretdb_launch() {
     pid=$!
     record_pid ferretdb "$pid"
     wait_for ferretdb "$logf" "$pid" port_open "$FERRETDB_PORT"
+    tls_port=$(ferretdb_tls_port)
+    if [[ -n $tls_port ]]; then
+        wait_for ferretdb "$logf" "$pid" port_open "$tls_port"
+        tls_handshake_ok 127.0.0.1 "$tls_port" ||
+            fail ferretdb "$logf" "no TLS handshake on 127.0.0.1:$tls_port"
+    fi
+}
+
+# Its TLS port, if it was started with TLS (its kept arguments say).
+ferretdb_tls_port() {
+    sed -n 's/^--listen-tls=127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$STATE/ferretdb/ferretdb.args" 2>/dev/null || true
 }
 
 ferretdb_stop() {
@@ -212,12 +236,14 @@ ferretdb_stop_node() {
 # start_node 1: start FerretDB again, with the arguments of the last start,
 # over its still running PostgreSQL.
 ferretdb_start_node() {
-    local logf
+    local logf tls_port
     single_node ferretdb "$1"
     node_stopped ferretdb ferretdb "$STATE/ferretdb/ferretdb.args" || return 0
     recorded_pid ferretdb-postgres >/dev/null ||
         die "ferretdb: its PostgreSQL is not running (stop-node leaves it running); run: $0 start ferretdb"
     ensure_port_free "$FERRETDB_PORT" ferretdb
+    tls_port=$(ferretdb_tls_port)
+    [[ -z $tls_port ]] || ensure_port_free "$tls_port" ferretdb
     log "starting ferretdb on 127.0.0.1:$FERRETDB_PORT (over its postgres on 127.0.0.1:$FERRETDB_PG_PORT)"
     rotate_log ferretdb
     logf=$(new_log ferretdb)
@@ -226,7 +252,13 @@ ferretdb_start_node() {
 
 # Only a complete pair of ours counts (FerretDB stopped by stop-node included).
 ferretdb_env() {
+    local tls_port
     if up_or_down ferretdb && recorded_pid ferretdb-postgres >/dev/null; then
         printf "export KVSTORES_TEST_MONGODB_URL='%s'\n" "$MONGODB_URL"
+        tls_port=$(ferretdb_tls_port)
+        if [[ -n $tls_port ]]; then
+            printf "export KVSTORES_TEST_MONGODB_TLS_URL='mongodb://127.0.0.1:%s/kvstores_test?tls=true&tlsCAFile=%s'\n" \
+                "$tls_port" "$(tls_file ca.pem)"
+        fi
     fi
 }

@@ -2,8 +2,8 @@
 # Helpers shared by scripts/services.sh and every scripts/services/<name>.sh:
 # logging, failures, pid/start-time bookkeeping, port checks, waiting, the
 # service user, the state dir and package installation. Sourced by the driver,
-# never run on its own. Expects STATE, WAIT_SECS and DURABLE (0 or 1) to be
-# set by the driver.
+# never run on its own. Expects STATE, WAIT_SECS, DURABLE and TLS (0 or 1) to
+# be set by the driver; tls.sh (TLS files) is sourced next to it.
 
 # postgres refuses to run as root; use one unprivileged user for every daemon.
 SVC_USER=kvstores

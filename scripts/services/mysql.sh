@@ -32,8 +32,23 @@ mysql_ping() { mysql_root -e 'SELECT 1' >/dev/null 2>&1 && port_open "$MYSQL_POR
 
 mysql_user_ok() {
     MYSQL_PWD=kvstores "$(mysql_client)" --no-defaults --protocol=tcp -h 127.0.0.1 \
-        -P "$MYSQL_PORT" -u kvstores kvstores_test -e 'SELECT 1' >/dev/null 2>&1
+        -P "$MYSQL_PORT" -u kvstores "$@" kvstores_test -e 'SELECT 1' >/dev/null 2>&1
 }
+
+# The [mysqld] lines of TLS (KVSTORES_SERVICES_TLS=1): tls.sh's certificate on
+# the same port; plain connections still work.
+mysql_tls_conf() {
+    if ((TLS)); then
+        printf '%s\n' "ssl_cert = $(tls_file server.pem)" "ssl_key = $(tls_file server.key)" \
+            "ssl_ca = $(tls_file ca.pem)"
+    fi
+}
+
+# Whether ours was started with TLS (its my.cnf says).
+mysql_tls() { grep -q "^ssl_cert = " "$STATE/mysql/my.cnf" 2>/dev/null; }
+
+# Logs in over TLS, checking the server's certificate and name.
+mysql_tls_ok() { mysql_user_ok --ssl --ssl-ca="$(tls_file ca.pem)" --ssl-verify-server-cert; }
 
 # mysql_launch LOGFILE: start the server of $STATE/mysql/my.cnf on its data,
 # record its pid and wait until it answers.
@@ -79,6 +94,7 @@ innodb_buffer_pool_size = 256M
 innodb_flush_log_at_trx_commit = $((DURABLE ? 1 : 2))
 character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
+$(mysql_tls_conf)
 
 [client]
 socket = $dir/run/mysqld.sock
@@ -102,6 +118,9 @@ GRANT ALL PRIVILEGES ON kvstores_test.* TO 'kvstores'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON kvstores_test.* TO 'kvstores'@'localhost';
 SQL
     mysql_user_ok || fail mysql "$logf" "cannot log in as kvstores over TCP"
+    if mysql_tls; then
+        mysql_tls_ok || fail mysql "$logf" "cannot log in as kvstores over TLS (--ssl-verify-server-cert)"
+    fi
 }
 
 mysql_stop() { stop_recorded mysql TERM; }
@@ -126,10 +145,17 @@ mysql_start_node() {
     logf=$(new_log mysql)
     mysql_launch "$logf"
     mysql_user_ok || fail mysql "$logf" "cannot log in as kvstores over TCP"
+    if mysql_tls; then
+        mysql_tls_ok || fail mysql "$logf" "cannot log in as kvstores over TLS (--ssl-verify-server-cert)"
+    fi
 }
 
 mysql_env() {
     if up_or_down mysql; then
         printf "export KVSTORES_TEST_MYSQL_URL='%s'\n" "$MYSQL_URL"
+        if mysql_tls; then
+            printf "export KVSTORES_TEST_MYSQL_TLS_URL='%s?ssl_ca=%s&ssl_check_hostname=true'\n" \
+                "$MYSQL_URL" "$(tls_file ca.pem)"
+        fi
     fi
 }

@@ -39,6 +39,9 @@ postgres_launch() {
     wait_for postgres "$logf" "" port_open "$PG_PORT"
 }
 
+# Whether ours was started with TLS (its postgresql.conf says).
+pg_tls() { grep -q "^ssl = on$" "$STATE/postgres/data/postgresql.conf" 2>/dev/null; }
+
 postgres_start() {
     local dir="$STATE/postgres" logf
     if running postgres "$PG_PORT"; then
@@ -66,6 +69,11 @@ unix_socket_directories = '$dir/run'
 max_connections = 200
 CONF
         pg_durability_conf
+        if ((TLS)); then
+            # tls.sh's certificate on the same port; plain connections still work.
+            printf '%s\n' "ssl = on" "ssl_cert_file = '$(tls_file server.pem)'" \
+                "ssl_key_file = '$(tls_file server.key)'"
+        fi
     } >>"$dir/data/postgresql.conf"
 
     postgres_launch "$logf"
@@ -74,6 +82,10 @@ CONF
         -c "CREATE DATABASE kvstores_test OWNER kvstores" >&2 ||
         fail postgres "$logf" "creating role/database failed"
     pg_user_ok || fail postgres "$logf" "cannot log in as kvstores over TCP"
+    if pg_tls; then
+        PGSSLMODE=verify-full PGSSLROOTCERT=$(tls_file ca.pem) pg_user_ok ||
+            fail postgres "$logf" "cannot log in as kvstores over TLS (sslmode=verify-full)"
+    fi
 }
 
 # SIGINT = fast shutdown; TERM waits for clients.
@@ -99,10 +111,18 @@ postgres_start_node() {
     logf=$(new_log postgres)
     postgres_launch "$logf"
     pg_user_ok || fail postgres "$logf" "cannot log in as kvstores over TCP"
+    if pg_tls; then
+        PGSSLMODE=verify-full PGSSLROOTCERT=$(tls_file ca.pem) pg_user_ok ||
+            fail postgres "$logf" "cannot log in as kvstores over TLS (sslmode=verify-full)"
+    fi
 }
 
 postgres_env() {
     if up_or_down postgres; then
         printf "export KVSTORES_TEST_POSTGRES_URL='%s'\n" "$PG_URL"
+        if pg_tls; then
+            printf "export KVSTORES_TEST_POSTGRES_TLS_URL='%s?sslmode=verify-full&sslrootcert=%s'\n" \
+                "$PG_URL" "$(tls_file ca.pem)"
+        fi
     fi
 }

@@ -20,9 +20,14 @@ CLUSTER_NODE_TIMEOUT="${KVSTORES_REDIS_CLUSTER_NODE_TIMEOUT:-5000}"
 # The cluster bus defaults to port+10000, i.e. >65535 for 57001; set it explicitly.
 CLUSTER_BUS_OFFSET=-10000
 CLUSTER_URL="redis+cluster://127.0.0.1:${CLUSTER_PORTS[0]:-}"
+# TLS ports (KVSTORES_SERVICES_TLS=1), one per node in the order of the
+# ports; unset: each port+1000 (port+100 would give 57101, the default
+# cassandra-cluster storage port, for the default 57001).
+IFS=' ,' read -r -a CLUSTER_TLS_PORTS <<<"${KVSTORES_REDIS_CLUSTER_TLS_PORTS:-}"
+CLUSTER_TLS_OFFSET=1000
 
 redis_cluster_check() {
-    local port p n=${#CLUSTER_PORTS[@]}
+    local port p i n=${#CLUSTER_PORTS[@]}
     local -A seen=()
     [[ $CLUSTER_REPLICAS =~ ^[0-9]{1,2}$ ]] ||
         die "KVSTORES_REDIS_CLUSTER_REPLICAS: '$CLUSTER_REPLICAS' is not a replica count (0, 1, ...)"
@@ -35,14 +40,29 @@ redis_cluster_check() {
         ((port + CLUSTER_BUS_OFFSET >= 1)) ||
             die "KVSTORES_REDIS_CLUSTER_PORTS: $port is too low (bus port is port${CLUSTER_BUS_OFFSET})"
     done
-    # Every node's port and bus port are bound on 127.0.0.1.
-    for port in "${CLUSTER_PORTS[@]}"; do
-        for p in "$port" "$((port + CLUSTER_BUS_OFFSET))"; do
+    # Checked when used, or when set: the default may be out of range.
+    if ((TLS)) || ((${#CLUSTER_TLS_PORTS[@]} > 0)); then
+        ((${#CLUSTER_TLS_PORTS[@]} == 0 || ${#CLUSTER_TLS_PORTS[@]} == n)) ||
+            die "KVSTORES_REDIS_CLUSTER_TLS_PORTS: need one TLS port per port of KVSTORES_REDIS_CLUSTER_PORTS ($n), got '${CLUSTER_TLS_PORTS[*]}'"
+        for i in "${!CLUSTER_PORTS[@]}"; do
+            port_setting "KVSTORES_REDIS_CLUSTER_TLS_PORTS (unset: each port+$CLUSTER_TLS_OFFSET)" \
+                "$(cluster_tls_port "$i")"
+        done
+    fi
+    # Every node's port, bus port and TLS port are bound on 127.0.0.1.
+    for i in "${!CLUSTER_PORTS[@]}"; do
+        port=${CLUSTER_PORTS[i]}
+        for p in "$port" "$((port + CLUSTER_BUS_OFFSET))" "$(cluster_tls_port "$i")"; do
             [[ -z ${seen[$p]:-} ]] ||
-                die "KVSTORES_REDIS_CLUSTER_PORTS: the ports and their bus ports (port${CLUSTER_BUS_OFFSET}) must all differ (two are $p)"
+                die "KVSTORES_REDIS_CLUSTER_PORTS: the ports, their bus ports (port${CLUSTER_BUS_OFFSET}) and their TLS ports (KVSTORES_REDIS_CLUSTER_TLS_PORTS) must all differ (two are $p)"
             seen[$p]=1
         done
     done
+}
+
+# TLS port of node I (0-based).
+cluster_tls_port() {
+    printf '%s\n' "${CLUSTER_TLS_PORTS[$1]:-$((CLUSTER_PORTS[$1] + CLUSTER_TLS_OFFSET))}"
 }
 
 # Primaries of the cluster (the rest are their replicas).
@@ -110,25 +130,39 @@ cluster_running() {
 }
 
 redis_cluster_start() {
-    local port createlog="$STATE/logs/redis-cluster-create.log"
-    local -a addrs=()
+    local i port createlog="$STATE/logs/redis-cluster-create.log" tls_note=""
+    local -a addrs=() tls=()
     if cluster_running && cluster_ok; then
         log "redis cluster already running on 127.0.0.1:${CLUSTER_PORTS[*]}"
         return 0
     fi
     # Partial/broken cluster of ours: rebuild from scratch.
     redis_cluster_stop
-    for port in "${CLUSTER_PORTS[@]}"; do
+    for i in "${!CLUSTER_PORTS[@]}"; do
+        port=${CLUSTER_PORTS[i]}
         ensure_port_free "$port" redis-cluster
         ensure_port_free "$((port + CLUSTER_BUS_OFFSET))" redis-cluster
+        if ((TLS)); then
+            ensure_port_free "$(cluster_tls_port "$i")" redis-cluster
+            tls_note+=" $(cluster_tls_port "$i")"
+        fi
     done
-    log "starting redis cluster on 127.0.0.1:${CLUSTER_PORTS[*]} ($(cluster_primaries) primaries, $CLUSTER_REPLICAS replica(s) each, node timeout ${CLUSTER_NODE_TIMEOUT} ms)"
+    [[ -z $tls_note ]] || tls_note="; TLS on$tls_note"
+    log "starting redis cluster on 127.0.0.1:${CLUSTER_PORTS[*]} ($(cluster_primaries) primaries, $CLUSTER_REPLICAS replica(s) each, node timeout ${CLUSTER_NODE_TIMEOUT} ms$tls_note)"
     rm -rf "$STATE/redis-cluster"
     install -d -m 755 "$STATE/redis-cluster"
-    for port in "${CLUSTER_PORTS[@]}"; do
+    for i in "${!CLUSTER_PORTS[@]}"; do
+        port=${CLUSTER_PORTS[i]}
+        tls=()
+        if ((TLS)); then
+            # The bus and replication speak TLS too; a node then announces its
+            # TLS port to TLS clients and its plain port to plain ones.
+            mapfile -t tls < <(redis_tls_conf "$(cluster_tls_port "$i")")
+            tls+=("tls-cluster yes" "tls-replication yes")
+        fi
         redis_node_start "redis-cluster-$port" "$port" "$STATE/redis-cluster/$port" \
             "cluster-enabled yes" "cluster-config-file nodes.conf" "cluster-node-timeout $CLUSTER_NODE_TIMEOUT" \
-            "cluster-port $((port + CLUSTER_BUS_OFFSET))"
+            "cluster-port $((port + CLUSTER_BUS_OFFSET))" "${tls[@]}"
         addrs+=("127.0.0.1:$port")
     done
     # redis-cli makes the first ports the primaries.
@@ -151,6 +185,11 @@ redis_cluster_env() {
         up_or_down "redis-cluster-$port" || return 0
     done
     printf "export KVSTORES_TEST_REDIS_CLUSTER_URL='%s'\n" "$CLUSTER_URL"
+    # Started with TLS: the first node's redis.conf has its TLS port.
+    port=$(redis_conf_tls_port "$STATE/redis-cluster/${CLUSTER_PORTS[0]}")
+    if [[ -n $port ]]; then
+        printf "export KVSTORES_TEST_REDIS_CLUSTER_TLS_URL='rediss+cluster://127.0.0.1:%s'\n" "$port"
+    fi
 }
 
 # ------------------------------------------------- single nodes (stop-node)
@@ -181,13 +220,15 @@ redis_cluster_stop_node() {
 # nodes.conf (a primary whose replica took over comes back as a replica). Waits until every live node sees every live node connected and,
 # unless another node is stopped, reports cluster_state:ok (cluster_ok).
 redis_cluster_start_node() {
-    local port name dir
+    local port name dir tls_port
     port=$(redis_cluster_node_port "$1") || exit 1
     name="redis-cluster-$port"
     dir="$STATE/redis-cluster/$port"
     node_stopped "$name" redis-cluster "$dir/nodes.conf" || return 0
     ensure_port_free "$port" "$name"
     ensure_port_free "$((port + CLUSTER_BUS_OFFSET))" "$name"
+    tls_port=$(redis_conf_tls_port "$dir")
+    [[ -z $tls_port ]] || ensure_port_free "$tls_port" "$name"
     log "starting $name on 127.0.0.1:$port (kept directory $dir)"
     rotate_log "$name"
     new_log "$name" >/dev/null

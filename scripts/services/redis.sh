@@ -5,8 +5,14 @@
 
 REDIS_PORT="${KVSTORES_REDIS_PORT:-56379}"
 REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
+# TLS listener (KVSTORES_SERVICES_TLS=1), besides the plain port.
+REDIS_TLS_PORT="${KVSTORES_REDIS_TLS_PORT:-56380}"
 
-redis_check() { port_setting KVSTORES_REDIS_PORT "$REDIS_PORT"; }
+redis_check() {
+    port_setting KVSTORES_REDIS_PORT "$REDIS_PORT"
+    port_setting KVSTORES_REDIS_TLS_PORT "$REDIS_TLS_PORT"
+    ((REDIS_PORT != REDIS_TLS_PORT)) || die "KVSTORES_REDIS_PORT and KVSTORES_REDIS_TLS_PORT must differ"
+}
 
 redis_packages() {
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
@@ -15,6 +21,22 @@ redis_packages() {
 }
 
 redis_ping() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]; }
+
+# PING over TLS, checking the server's certificate against our CA.
+redis_tls_ping() {
+    [[ "$(redis-cli --tls --cacert "$(tls_file ca.pem)" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# redis_tls_conf TLS_PORT: the redis.conf lines of a TLS listener on TLS_PORT
+# (tls.sh's certificate; clients need none).
+redis_tls_conf() {
+    printf '%s\n' "tls-port $1" "tls-cert-file \"$(tls_file server.pem)\"" \
+        "tls-key-file \"$(tls_file server.key)\"" "tls-ca-cert-file \"$(tls_file ca.pem)\"" \
+        "tls-auth-clients no"
+}
+
+# The TLS port of the node of DIR (from its redis.conf), if it has one.
+redis_conf_tls_port() { sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' "$1/redis.conf" 2>/dev/null || true; }
 
 # redis_node_conf NAME PORT DIR [LINE...]: a fresh node directory DIR with its
 # redis.conf (the LINEs appended), which a restart on kept data reuses.
@@ -39,9 +61,10 @@ redis_node_conf() {
 }
 
 # redis_node_launch NAME PORT DIR: start the node of DIR/redis.conf (its log
-# made by new_log NAME), record its pid and wait until it answers PING.
+# made by new_log NAME), record its pid and wait until it answers PING (on its
+# TLS port too, if it has one).
 redis_node_launch() {
-    local name=$1 port=$2 dir=$3 logf="$STATE/logs/$1.log"
+    local name=$1 port=$2 dir=$3 logf="$STATE/logs/$1.log" tls_port
     # A stale pidfile (a node that was killed) would be taken for the new one.
     rm -f "$dir/redis.pid"
     as_svc redis-server "$dir/redis.conf" >&2 ||
@@ -51,6 +74,10 @@ redis_node_launch() {
     wait_for_t 10 "$name" "$logf" "" test -s "$dir/redis.pid"
     record_pid "$name" "$(cat "$dir/redis.pid")"
     wait_for "$name" "$logf" "$(cat "$dir/redis.pid")" redis_ping "$port"
+    tls_port=$(redis_conf_tls_port "$dir")
+    if [[ -n $tls_port ]]; then
+        wait_for "$name" "$logf" "$(cat "$dir/redis.pid")" redis_tls_ping "$tls_port"
+    fi
 }
 
 # redis_node_start NAME PORT DIR [redis.conf LINE...]
@@ -62,14 +89,21 @@ redis_node_start() {
 }
 
 redis_start() {
+    local -a tls=()
     if running redis "$REDIS_PORT"; then
         log "redis already running on 127.0.0.1:$REDIS_PORT"
         return 0
     fi
     redis_stop
     ensure_port_free "$REDIS_PORT" redis
-    log "starting redis on 127.0.0.1:$REDIS_PORT"
-    redis_node_start redis "$REDIS_PORT" "$STATE/redis"
+    if ((TLS)); then
+        ensure_port_free "$REDIS_TLS_PORT" redis
+        mapfile -t tls < <(redis_tls_conf "$REDIS_TLS_PORT")
+        log "starting redis on 127.0.0.1:$REDIS_PORT (TLS on 127.0.0.1:$REDIS_TLS_PORT)"
+    else
+        log "starting redis on 127.0.0.1:$REDIS_PORT"
+    fi
+    redis_node_start redis "$REDIS_PORT" "$STATE/redis" "${tls[@]}"
 }
 
 redis_stop() { stop_recorded redis TERM; }
@@ -86,17 +120,26 @@ redis_stop_node() {
 
 # start_node 1: start it again from its kept directory and redis.conf.
 redis_start_node() {
+    local tls_port
     single_node redis "$1"
     node_stopped redis redis "$STATE/redis/redis.conf" || return 0
     ensure_port_free "$REDIS_PORT" redis
+    tls_port=$(redis_conf_tls_port "$STATE/redis")
+    [[ -z $tls_port ]] || ensure_port_free "$tls_port" redis
     log "starting redis on 127.0.0.1:$REDIS_PORT (kept directory $STATE/redis)"
     rotate_log redis
     new_log redis >/dev/null
     redis_node_launch redis "$REDIS_PORT" "$STATE/redis"
 }
 
+# The TLS URL when it was started with TLS (on the port its redis.conf says).
 redis_env() {
+    local tls_port
     if up_or_down redis; then
         printf "export KVSTORES_TEST_REDIS_URL='%s'\n" "$REDIS_URL"
+        tls_port=$(redis_conf_tls_port "$STATE/redis")
+        if [[ -n $tls_port ]]; then
+            printf "export KVSTORES_TEST_REDIS_TLS_URL='rediss://127.0.0.1:%s/0'\n" "$tls_port"
+        fi
     fi
 }
