@@ -1,4 +1,5 @@
-"""nox sessions: lint, typecheck (mypy strict), tests (no server), integration, ci; latest
+"""nox sessions: lint, typecheck (mypy strict), tests (no server), integration, reliability
+(faults, load and TLS, on servers of its own), ci (all of them); latest
 (the same checks against the newest release of every dependency) and lock (refresh the pins).
 
 Every session but `latest` installs from constraints.txt, exact versions kept in the
@@ -7,6 +8,7 @@ repository, so that a new release of a dependency never changes what CI runs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -66,38 +68,91 @@ def _exports(text: str) -> dict[str, str]:
     return env
 
 
-def _services(command: str, *services: str) -> dict[str, str]:
+def _services(
+    command: str, *services: str, settings: dict[str, str] | None = None
+) -> dict[str, str]:
     out = subprocess.run(
         ["bash", str(SERVICES), command, *services],
         check=command != "env",  # `env` fails when nothing runs
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if command == "env" else None,
         text=True,
+        env=None if settings is None else {**os.environ, **settings},
     ).stdout
     return _exports(out)
 
 
-def _integration(session: nox.Session) -> None:
-    """Run integration_tests/ against servers started by scripts/services.sh, and stop
-    afterwards the ones this session started (servers already running are left running)."""
-    if not any((ROOT / "integration_tests").glob("test_*.py")):
-        session.log("integration_tests/ has no tests yet")
-        return
-    if not SERVICES.exists():
-        session.run("pytest", "integration_tests", *session.posargs)
-        return
-    running = _services("env")
-    env = _services("start")
+RELIABILITY = "integration_tests/reliability"
+
+
+def _reliability_settings() -> dict[str, str]:
+    """The servers of the reliability tests, which stop and restart them: a set of their own
+    (own state directory, own ports, below Linux's ephemeral range 32768-60999 so that no
+    client's source port can take one while a server restarts), durable (fsync, Redis AOF,
+    Cassandra's batch commit log), with TLS beside the plain ports and a Redis Cluster of
+    three primaries with a replica each."""
+    state = os.environ.get("KVSTORES_SERVICES_DIR", "/tmp/kvstores-services")
+    return {
+        "KVSTORES_SERVICES_DIR": state.rstrip("/") + "-reliability",
+        "KVSTORES_SERVICES_DURABLE": "1",
+        "KVSTORES_SERVICES_TLS": "1",
+        "KVSTORES_REDIS_CLUSTER_REPLICAS": "1",
+        "KVSTORES_REDIS_CLUSTER_NODE_TIMEOUT": "2000",
+        "KVSTORES_POSTGRES_PORT": "25432",
+        "KVSTORES_MYSQL_PORT": "23306",
+        "KVSTORES_REDIS_PORT": "26379",
+        "KVSTORES_REDIS_TLS_PORT": "26380",
+        "KVSTORES_REDIS_CLUSTER_PORTS": "27001 27002 27003 27004 27005 27006",
+        "KVSTORES_REDIS_CLUSTER_TLS_PORTS": "27101 27102 27103 27104 27105 27106",
+        "KVSTORES_MONGODB_PORT": "27017",
+        "KVSTORES_MONGODB_TLS_PORT": "27018",
+        "KVSTORES_FERRETDB_POSTGRES_PORT": "25433",
+        "KVSTORES_CASSANDRA_PORT": "29042",
+        "KVSTORES_CASSANDRA_STORAGE_PORT": "27200",
+        "KVSTORES_CASSANDRA_JMX_PORT": "27299",
+        "KVSTORES_CASSANDRA_CLUSTER_PORT": "29043",
+        "KVSTORES_CASSANDRA_CLUSTER_STORAGE_PORT": "27201",
+        "KVSTORES_CASSANDRA_CLUSTER_JMX_PORTS": "27301 27302 27303",
+        "KVSTORES_DATAAPI_PORT": "28181",
+        # Tells the tests that stop servers that these are theirs to stop.
+        "KVSTORES_RELIABILITY_SERVERS": "1",
+    }
+
+
+def _on_servers(session: nox.Session, tests: list[str], settings: dict[str, str] | None) -> None:
+    """Run pytest on `tests` against servers started by scripts/services.sh (with
+    `settings`), and stop afterwards the ones this session started (servers already running
+    are left running)."""
+    running = _services("env", settings=settings)
+    env = _services("start", settings=settings)
     session.log(f"servers up: {', '.join(sorted(env)) or 'none'}")
     started = [
         service for name, service in _SERVICE_OF.items() if name in env and name not in running
     ]
     try:
-        session.run("pytest", "integration_tests", *session.posargs, env=env)
+        session.run("pytest", *tests, *session.posargs, env={**(settings or {}), **env})
     finally:
         if started:
             session.log(f"stopping the servers this session started: {', '.join(started)}")
-            _services("stop", *started)
+            _services("stop", *started, settings=settings)
+
+
+def _integration(session: nox.Session) -> None:
+    """integration_tests/ but its reliability part, on the servers of scripts/services.sh."""
+    if not any((ROOT / "integration_tests").glob("test_*.py")):
+        session.log("integration_tests/ has no tests yet")
+        return
+    tests = ["integration_tests", f"--ignore={RELIABILITY}"]
+    if not SERVICES.exists():
+        session.run("pytest", *tests, *session.posargs)
+        return
+    _on_servers(session, tests, None)
+
+
+def _reliability(session: nox.Session) -> None:
+    """integration_tests/reliability: outages, failover, soak, TLS and secrets, on a set of
+    servers of its own (`_reliability_settings`)."""
+    _on_servers(session, [RELIABILITY], _reliability_settings())
 
 
 @nox.session(python=PYTHONS)
@@ -129,6 +184,13 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS)
+def reliability(session: nox.Session) -> None:
+    """Faults, load and TLS against servers of its own, which it stops and restarts."""
+    _install(session)
+    _reliability(session)
+
+
+@nox.session(python=PYTHONS)
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in one environment: lint, typecheck, tests, integration."""
     _install(session)
@@ -140,6 +202,7 @@ def _check_everything(session: nox.Session) -> None:
     session.run("mypy")
     session.run("pytest", "tests", *session.posargs)
     _integration(session)
+    _reliability(session)
 
 
 @nox.session(python=PYTHONS[-1])
