@@ -3,11 +3,13 @@ event loop of their own, every result checked against a model at once.
 
 Each worker owns a key range (its own prefix, no prefix another's) and a model dict of
 what that range holds. It loops over random batches of `mset`, `mget`, `mdelete` and
-`yield_keys(prefix=<its prefix>)` (the async twins in coroutines) and compares each result
-with its model: a value that differs is a lost write, a phantom or a wrong value; a
-listing must be exactly the model's keys. Nobody else writes in a worker's range, so any
-difference is the store's. An exception is counted (and kept) and the worker goes on:
-the keys a failed write may or may not have changed become unknown until read again.
+`yield_keys(prefix=<its prefix>)` (the async twins in coroutines), each write followed by
+an `mget` of its keys (so that a lost write is seen before a later write to the same key
+could hide it), and compares each result with its model: a value that differs is a lost
+write, a phantom or a wrong value; a listing must be exactly the model's keys. Nobody
+else writes in a worker's range, so any difference is the store's. An exception is
+counted (and kept) and the worker goes on: the keys a failed write may or may not have
+changed become unknown until read again.
 
 Around the run, `run_soak` measures this process's established TCP connections to the
 server's ports and its RSS, to catch leaks.
@@ -97,12 +99,19 @@ class Worker:
     mismatch_details: list[str] = field(default_factory=list)
     #: Keys a listing of this worker's range gave more than once.
     duplicates: int = 0
+    #: The keys of the last write, read back by the next call (so no later write hides a
+    #: lost one).
+    read_back: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.keys = [f"{self.prefix}{i}{TAILS[i % len(TAILS)]}" for i in range(KEYS_PER_WORKER)]
 
     def plan(self) -> tuple[str, Any]:
-        """The next call: its operation and argument (keys may repeat within a batch)."""
+        """The next call: its operation and argument (keys may repeat within a batch); after
+        a write, the read of its keys."""
+        if self.read_back:
+            keys, self.read_back = self.read_back, []
+            return "mget", keys
         op = self.rng.choice(OPS)
         if op == "yield_keys":
             return op, self.prefix
@@ -160,11 +169,13 @@ class Worker:
             for key, value in arg:  # in order: a key repeated in the batch, the last wins
                 self.model[key] = value
                 self.unknown.discard(key)
+            self.read_back = list(dict.fromkeys(key for key, _ in arg))
         elif op == "mdelete":
             self.keys_done += len(arg)
             for key in arg:
                 self.model.pop(key, None)
                 self.unknown.discard(key)
+            self.read_back = list(dict.fromkeys(arg))
         else:
             self.keys_done += len(result)
             listed = set(result)
@@ -183,10 +194,10 @@ class Worker:
         if len(self.error_details) < KEPT:
             trace = "".join(traceback.format_exception(exc))
             self.error_details.append(f"{self.name} {op}: {trace}")
-        if op == "mset":
-            self.unknown.update(key for key, _ in arg)
-        elif op == "mdelete":
-            self.unknown.update(arg)
+        if op in ("mset", "mdelete"):  # read them back next: the model learns them again
+            keys = [key for key, _ in arg] if op == "mset" else arg
+            self.unknown.update(keys)
+            self.read_back = list(dict.fromkeys(keys))
 
     def expected_keys(self) -> set[str]:
         """The keys this worker's range holds, as far as the model knows."""
