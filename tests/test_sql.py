@@ -886,3 +886,66 @@ def test_without_aiomysql_async_calls_run_pymysql_in_threads(
     pytest.importorskip("pymysql")
     monkeypatch.setitem(sys.modules, "aiomysql", None)
     assert SQLByteStore("mysql://u:p@127.0.0.1:1/db")._async_driver is None
+
+
+def test_conflicts_are_the_servers_deadlocks_and_serialization_failures() -> None:
+    pymysql = pytest.importorskip("pymysql")
+    psycopg = pytest.importorskip("psycopg")
+    from kvstores.sql.mysql import MySQLDriver
+    from kvstores.sql.postgresql import Psycopg
+
+    mysql = MySQLDriver()
+    assert mysql.conflict(pymysql.err.OperationalError(1213, "Deadlock found"))
+    assert mysql.conflict(pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"))
+    assert not mysql.conflict(pymysql.err.IntegrityError(1062, "Duplicate entry"))
+    assert not mysql.conflict(None)
+    postgres = Psycopg(replans=False)
+    assert postgres.conflict(psycopg.errors.DeadlockDetected())
+    assert postgres.conflict(psycopg.errors.SerializationFailure())
+    assert not postgres.conflict(psycopg.errors.UniqueViolation())
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_call_rolled_back_over_a_conflict_is_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_async: bool
+) -> None:
+    """Every call is idempotent: one the server rolled back over a conflict (a deadlock on
+    InnoDB's gap locks, seen under concurrent load) is sent again, up to CONFLICT_RETRIES
+    times; other errors are not."""
+    from kvstores.sql import store as sql_store
+
+    store = SQLByteStore.from_url(f"sqlite:///{tmp_path / 'kv.db'}")
+    store.mset([("k", b"v")])
+    driver = store._sessions.driver
+    failures = 2
+
+    class Deadlock(Exception):
+        pass
+
+    def run(real: Any) -> Any:
+        def flaky(plan: Any) -> Any:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise KVStoreError("deadlock") from Deadlock()
+            return real(plan)
+
+        return flaky
+
+    async def arun_in_thread(function: Any, *args: Any) -> Any:
+        return function(*args)
+
+    monkeypatch.setattr(driver, "conflict", lambda exc: isinstance(exc, Deadlock))
+    monkeypatch.setattr(store._sessions, "run", run(store._sessions.run))
+    call = (lambda: asyncio.run(store.amget(["k"]))) if use_async else (lambda: store.mget(["k"]))
+    assert call() == [b"v"]
+    assert failures == 0
+    failures = sql_store.CONFLICT_RETRIES + 1  # more than it retries: the error comes out
+    with pytest.raises(KVStoreError, match="deadlock"):
+        call()
+    assert failures == 0
+    monkeypatch.setattr(driver, "conflict", lambda exc: False)
+    failures = 1
+    with pytest.raises(KVStoreError, match="deadlock"):
+        call()
+    store.close()

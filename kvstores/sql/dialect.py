@@ -99,6 +99,12 @@ class Driver:
     def broken(self, conn: Any) -> bool:
         return False
 
+    def conflict(self, exc: BaseException | None) -> bool:
+        """Whether the server rolled the statement back over a conflict with concurrent
+        ones (a deadlock, a lock wait timeout, a serialization failure), so that sending
+        the call again may well succeed. Every call of the store is idempotent."""
+        return False
+
     def unusable(self, conn: Any, exc: BaseException) -> bool:
         """Whether `conn` must be dropped after `exc` rather than rolled back: broken, or
         cancelled mid-statement (its state is unknown)."""

@@ -177,6 +177,12 @@ class MySQLDriver(Driver):
     def __init__(self) -> None:
         self.error = importlib.import_module("pymysql").err.Error
 
+    def conflict(self, exc: BaseException | None) -> bool:
+        # InnoDB's deadlock (1213: "try restarting transaction") and lock wait timeout
+        # (1205). Concurrent writes to nearby keys meet on InnoDB's gap locks even when
+        # their keys differ.
+        return isinstance(exc, self.error) and bool(exc.args) and exc.args[0] in (1205, 1213)
+
     def autocommit(self, conn: Any) -> bool:
         return bool(conn.get_autocommit())
 

@@ -251,6 +251,10 @@ class Psycopg(Driver):
     def broken(self, conn: Any) -> bool:
         return bool(conn.broken or conn.closed)
 
+    def conflict(self, exc: BaseException | None) -> bool:
+        # deadlock_detected, serialization_failure
+        return isinstance(exc, self.error) and getattr(exc, "sqlstate", None) in ("40P01", "40001")
+
     def cursor(self, conn: Any, fairy: Any) -> Any:
         if self._prepare(conn, fairy):
             conn.execute("DISCARD PLANS")

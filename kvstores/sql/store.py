@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
@@ -18,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 from kvstores.backend import (
     BackendStore,
     ConfigurationError,
+    KVStoreError,
     aiter_in_thread,
     akeyset_pages,
     check_options,
@@ -43,6 +45,11 @@ from kvstores.sql.tables import HEAD, check_table_name, column_of, columns_of, h
 from kvstores.sql.urls import check_url, dialect_class, split_url, sync_url
 
 T = TypeVar("T")
+
+#: How many times a call the server rolled back over a conflict (`Driver.conflict`) is sent
+#: again, after a random pause of up to `CONFLICT_PAUSE` seconds.
+CONFLICT_RETRIES = 3
+CONFLICT_PAUSE = 0.02
 
 _MAX_VALUE = 16 * 1024 * 1024
 
@@ -310,14 +317,33 @@ class SQLByteStore(BackendStore[bytes]):
     # Calls: a plan each (`kvstores.sql.sessions`), run sync or async
 
     def _run(self, make_plan: Callable[..., Plan[T]], *args: Any) -> T:
-        """Run the plan ``make_plan(statements, *args)`` on a connection of the sync engine."""
-        return self._sessions.run(make_plan(self._statements or self._ready(), *args))
+        """Run the plan ``make_plan(statements, *args)`` on a connection of the sync engine,
+        again (`CONFLICT_RETRIES` times at most) if the server rolled it back over a
+        conflict with concurrent calls: every plan is idempotent."""
+        retries = CONFLICT_RETRIES
+        while True:
+            try:
+                return self._sessions.run(make_plan(self._statements or self._ready(), *args))
+            except KVStoreError as exc:
+                if not retries or not self._sessions.driver.conflict(exc.__cause__):
+                    raise
+            retries -= 1
+            time.sleep(random.uniform(0, CONFLICT_PAUSE))
 
     async def _arun(self, make_plan: Callable[..., Plan[T]], *args: Any) -> T:
         """`_run` natively async, or in a worker thread without an async driver."""
         if self._async is None:
             return await self._in_thread(self._run, make_plan, *args)
-        return await self._async.run(make_plan(self._statements or await self._aready(), *args))
+        retries = CONFLICT_RETRIES
+        while True:
+            statements = self._statements or await self._aready()
+            try:
+                return await self._async.run(make_plan(statements, *args))
+            except KVStoreError as exc:
+                if not retries or not self._async.driver.conflict(exc.__cause__):
+                    raise
+            retries -= 1
+            await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE))
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run a sync call in a worker thread: on SQLite always the same one per store, so
