@@ -487,3 +487,30 @@ def test_writers_of_one_key_at_once(url_place: Place) -> None:
         thread.join()
     assert errors == []
     assert stores[0].mget(["k"])[0] is not None
+
+
+def test_close_lets_go_of_every_connection_and_the_store_connects_again() -> None:
+    """astrapy's sync objects close their HTTP client only when garbage collected: a store
+    on a URL closes them itself (a soak found them open after close), and stays usable."""
+    psutil = pytest.importorskip("psutil")
+    url = _url()
+    port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+    def connections() -> int:
+        return sum(
+            1
+            for c in psutil.Process().net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        )
+
+    before = connections()
+    store = AstraDBByteStore.from_url(url, namespace=uuid.uuid4().hex)
+    store.mset([(f"k{i}", b"v") for i in range(100)])
+    asyncio.run(store.amget([f"k{i}" for i in range(100)]))
+    assert connections() > before
+    store.close()
+    assert connections() <= before
+    assert store.mget(["k1"]) == [b"v"]  # connects again
+    store.mdelete([f"k{i}" for i in range(100)])
+    store.close()
+    assert connections() <= before

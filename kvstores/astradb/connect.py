@@ -39,6 +39,7 @@ __all__ = [
     "DataAPIResponseException",
     "Database",
     "Settings",
+    "close_http",
     "error_codes",
     "errors_for",
     "open_database",
@@ -122,6 +123,16 @@ def open_database(settings: Settings, timeout: float) -> Database:
     )
     client = DataAPIClient(settings.token, environment=settings.environment, api_options=options)
     return client.get_database(settings.endpoint, keyspace=settings.keyspace)
+
+
+def close_http(*objects: Any) -> None:
+    """Close the HTTP connections of astrapy's sync `Database`s and `Collection`s: each
+    holds an httpx client of its own, which astrapy closes only when the object is garbage
+    collected (its async twins have ``__aexit__``; the sync ones have nothing)."""
+    for obj in objects:
+        client = getattr(getattr(obj, "_api_commander", None), "client", None)
+        if client is not None:
+            client.close()
 
 
 def error_codes(exc: BaseException) -> set[str]:

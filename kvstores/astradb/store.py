@@ -25,12 +25,15 @@ from kvstores.astradb.connect import (
     CollectionInsertManyException,
     DataAPIResponseException,
     Database,
+    Settings,
+    close_http,
     error_codes,
     errors_for,
     open_database,
     parse_url,
 )
 from kvstores.backend import (
+    DEFAULT_TIMEOUT,
     BackendStore,
     ConfigurationError,
     InvalidValueError,
@@ -169,6 +172,7 @@ class AstraDBBase(BackendStore[V]):
         self._given_async: AsyncCollection[Doc] | None = None
         self._async: PerLoop[AsyncCollection[Doc]] | None = None
         self._ready = False
+        self._settings: Settings | None = None  # a store on a URL: it owns its clients
         #: Whether the server filters a range of ``_id`` (`None` until a prefix listing
         #: asked it; `False`: prefixes are filtered here, over the namespace's documents).
         self.prefix_on_server: bool | None = None
@@ -180,6 +184,7 @@ class AstraDBBase(BackendStore[V]):
             self._database = open_database(settings, self.timeout)
             self._collection = self._database.get_collection(settings.collection)
             self._url = target
+            self._settings = settings
         else:
             if timeout is not None or token is not None or keyspace is not None:
                 raise TypeError(
@@ -516,14 +521,25 @@ class AstraDBBase(BackendStore[V]):
         return await to_thread(self.purge_expired)
 
     def close(self) -> None:
-        """Stop the store's threads and close its async clients; a given collection or
-        database stays usable."""
+        """Stop the store's threads and close its clients' connections (a store on a URL:
+        it can still be used, and connects again); a given collection or database stays
+        usable."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
         if self._async is not None:
             self._async.close()
+        if self._settings is None:
+            return
+        with self._lock:
+            # A closed httpx client cannot be reopened: new astrapy objects (which send
+            # nothing until used) take the place of the ones closed.
+            owned = (self._database, self._collection)
+            self._database = open_database(self._settings, self.timeout or DEFAULT_TIMEOUT)
+            self._collection = self._database.get_collection(self._collection.name)
+            self._async = PerLoop(self._collection.to_async, _aclose)
+        close_http(*owned)
 
     async def aclose(self) -> None:
         """Async `close`."""
