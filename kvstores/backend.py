@@ -23,7 +23,8 @@ which may change without notice. Nothing here imports a driver.
 - **Threads**: `to_thread`, and `aiter_in_thread` (a blocking iterator a page at a time).
 - **Async clients**: `PerLoop`, one async client per event loop, closed with its loop.
 - **Errors**: `DriverErrors` maps a driver's exceptions to `BackendUnavailableError` /
-  `KVStoreError` with the URL's password masked (`mask_url`, `mask_secrets`);
+  `KVStoreError` with the URL's password masked (`mask_url`, `mask_secrets`), and the
+  credentials given outside the URL (`secret_values` of the options, `is_secret_name`);
   `error_reason` names an exception even when it has no message.
 - **Keys**: `namespace_prefix` (a namespace no other namespace's prefix can be mistaken
   for), `shorten_key` (head + SHA-256 for keys past a storage limit).
@@ -38,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -59,10 +60,12 @@ from kvstores._urls import (
     COMMON_OPTIONS,
     CommonOptions,
     check_options,
+    is_secret_name,
     mask_secrets,
     mask_url,
     merge_common_options,
     path_from_url,
+    secret_values,
     split_common_options,
     store_options,
 )
@@ -123,6 +126,7 @@ __all__ = [
     "coerce_object_values",
     "drive",
     "error_reason",
+    "is_secret_name",
     "keyset_pages",
     "mask_secrets",
     "mask_url",
@@ -131,6 +135,7 @@ __all__ = [
     "path_from_url",
     "prefix_upper_bound",
     "require",
+    "secret_values",
     "shorten_key",
     "split_common_options",
     "store_class",
@@ -191,15 +196,16 @@ class DriverErrors:
 
     ``unavailable`` exceptions (the server cannot be reached, a connection broke, a
     timeout) become `BackendUnavailableError`; ``failed`` ones (the server refused) become
-    `KVStoreError`; the URL's password is masked in both, and the driver's exception is
-    chained. Use `convert`, or the object itself as a (reusable, sync or async) context
-    manager around driver calls::
+    `KVStoreError`; the URL's credentials are masked in both, and so are ``secrets``, the
+    ones given outside the URL (a token from the environment, a password keyword: see
+    `secret_values`); the driver's exception is chained. Use `convert`, or the object
+    itself as a (reusable, sync or async) context manager around driver calls::
 
         with self._errors:
             return client.mget(keys)
     """
 
-    __slots__ = ("backend", "failed", "handled", "unavailable", "url", "where")
+    __slots__ = ("backend", "failed", "handled", "secrets", "unavailable", "url", "where")
 
     def __init__(
         self,
@@ -209,9 +215,11 @@ class DriverErrors:
         unavailable: tuple[type[BaseException], ...],
         failed: tuple[type[BaseException], ...] = (),
         where: str | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.backend = backend
         self.url = url
+        self.secrets = tuple(secrets)
         self.unavailable = unavailable
         self.failed = failed
         self.handled = unavailable + failed
@@ -226,8 +234,9 @@ class DriverErrors:
         """The kvstores error for `exc`, a driver exception (`unavailable` or not)."""
         reason = self.reason(exc)
         if isinstance(exc, self.unavailable):
-            return BackendUnavailableError(self.backend, self.url, reason)
-        return KVStoreError(f"{self.backend} error {self.where}: {mask_secrets(reason, self.url)}")
+            return BackendUnavailableError(self.backend, self.url, reason, secrets=self.secrets)
+        masked = mask_secrets(reason, self.url, self.secrets)
+        return KVStoreError(f"{self.backend} error {self.where}: {masked}")
 
     def __enter__(self) -> None:
         return None
