@@ -14,8 +14,10 @@ from kvstores.backend import (
     DriverErrors,
     check_options,
     error_reason,
+    mask_secrets,
     mask_url,
     require,
+    secret_values,
 )
 
 require("pymongo", "mongodb")
@@ -140,15 +142,18 @@ def build_client(cls: type[Any], url: str, options: dict[str, Any]) -> Any:
         ConfigurationError: pymongo refuses an option or the URL, or warns about a URL
             option's value (pymongo ignores such a value, with a warning only).
     """
+    secrets = secret_values(options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             client = cls(url, connect=False, **options)
         except (PyMongoConfigurationError, ValueError, TypeError) as exc:
-            raise ConfigurationError(f"mongodb: {mask_url(url)}: {error_reason(exc)}") from exc
+            reason = mask_secrets(error_reason(exc), url, secrets)
+            raise ConfigurationError(f"mongodb: {mask_url(url)}: {reason}") from exc
     refused = [w for w in caught if w.category is UserWarning and "pymongo" in w.filename]
     if refused:
-        raise ConfigurationError(f"mongodb: {mask_url(url)}: {refused[0].message}")
+        reason = mask_secrets(str(refused[0].message), url, secrets)
+        raise ConfigurationError(f"mongodb: {mask_url(url)}: {reason}")
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return client
@@ -187,9 +192,15 @@ class MongoErrors(DriverErrors):
         return error_reason(exc)
 
 
-def errors_for(url: str) -> MongoErrors:
+def errors_for(url: str, secrets: Iterable[str] = ()) -> MongoErrors:
+    """The errors of a store on `url`; `secrets`: credentials given as options (``password``,
+    ``tlsCertificateKeyFilePassword``), masked like the URL's."""
     return MongoErrors(
-        "mongodb", url, unavailable=(ConnectionFailure,), failed=(PyMongoError, BSONError)
+        "mongodb",
+        url,
+        unavailable=(ConnectionFailure,),
+        failed=(PyMongoError, BSONError),
+        secrets=secrets,
     )
 
 

@@ -26,6 +26,7 @@ from kvstores.backend import (
     merge_common_options,
     namespace_prefix,
     prefix_upper_bound,
+    secret_values,
     to_thread,
 )
 from kvstores.mongodb.connect import (
@@ -136,7 +137,7 @@ class MongoDBBase(BackendStore[V]):
                     "configure the pymongo client you pass instead"
                 )
             self._wrap(client, database, collection)
-        self._errors = errors_for(self._url)
+        self._errors = errors_for(self._url, secret_values(client_options))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
