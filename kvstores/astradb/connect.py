@@ -64,6 +64,10 @@ class Settings(NamedTuple):
     collection: str
     token: str
 
+    def __repr__(self) -> str:  # the token masked
+        fields = self._replace(token="***")._asdict()
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
 
 def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
     """Check an ``astradb://endpoint-host/keyspace?collection=…&token=…`` (Astra, https) or
@@ -95,6 +99,7 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
     token = given.get("token") or os.environ.get(TOKEN_VARIABLE)
     if not token:
         raise ConfigurationError(f"astradb: no token: give token=... or set ${TOKEN_VARIABLE}")
+    check_token(str(token))
     keyspace = given.get("keyspace") or unquote(path).strip("/") or DEFAULT_KEYSPACE
     collection = given.get("collection")
     if collection == "":
@@ -106,6 +111,19 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
         collection=collection or DEFAULT_COLLECTION,
         token=str(token),
     )
+
+
+def check_token(token: str) -> None:
+    """A token travels in an HTTP header: printable ASCII without spaces, as Astra's are
+    (``AstraCS:…``). Any other (a newline read from a file with it, a non-ASCII character)
+    would fail every request with an error quoting the whole header, the token included;
+    it is refused at once, its text never shown."""
+    if not (token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigurationError(
+            "astradb: the token must be printable ASCII without spaces (Astra's tokens are "
+            "AstraCS:…); this one has whitespace, a control or a non-ASCII character "
+            "(a newline read from a file with it?)"
+        )
 
 
 def open_database(settings: Settings, timeout: float) -> Database:
@@ -143,10 +161,13 @@ class AstraErrors(DriverErrors):
         return f"{text} ({', '.join(missing)})" if missing else text
 
 
-def errors_for(url: str) -> AstraErrors:
+def errors_for(url: str, token: str | None = None) -> AstraErrors:
+    """The errors of a store on `url`; `token`, when it is not in the URL (a keyword, the
+    environment), is masked like the URL's."""
     return AstraErrors(
         "astradb",
         url,
         unavailable=(httpx.TransportError, DataAPITimeoutException),
         failed=(DataAPIException, httpx.HTTPError),
+        secrets=() if token is None else (token,),
     )

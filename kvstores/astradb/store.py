@@ -180,6 +180,7 @@ class AstraDBBase(BackendStore[V]):
             self._database = open_database(settings, self.timeout)
             self._collection = self._database.get_collection(settings.collection)
             self._url = target
+            token = settings.token  # from the URL, a keyword or the environment
         else:
             if timeout is not None or token is not None or keyspace is not None:
                 raise TypeError(
@@ -208,7 +209,7 @@ class AstraDBBase(BackendStore[V]):
         if self._given_async is None:
             sync = self._collection
             self._async = PerLoop(sync.to_async, _aclose)
-        self._errors = errors_for(self._url)
+        self._errors = errors_for(self._url, token)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
