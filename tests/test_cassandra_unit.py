@@ -423,6 +423,21 @@ def test_repr_masks_the_password() -> None:
         store.close()
 
 
+def test_the_public_settings_never_show_the_password() -> None:
+    """`store.settings` holds the password to connect with; its repr (a debugger, a log of
+    the settings) showed it."""
+    store = CassandraByteStore.from_url("cassandra://user:s3cr%40t-pw@127.0.0.1/ks")
+    assert store.settings.password == "s3cr@t-pw"
+    for text in (repr(store.settings), str(store.settings)):
+        assert "s3cr" not in text
+        assert text.startswith("Settings(hosts=['127.0.0.1'], port=9042, username='user', ")
+        assert "password='***'" in text
+    anonymous = CassandraByteStore.from_url("cassandra://127.0.0.1/ks")
+    assert "password=None" in repr(anonymous.settings)
+    for each in (store, anonymous):
+        each.close()
+
+
 # Buckets
 
 

@@ -106,6 +106,10 @@ class Settings(NamedTuple):
     replication_factor: int | None
     buckets: int | None
 
+    def __repr__(self) -> str:  # the password masked: `store.settings` is public
+        fields = self._replace(password=None if self.password is None else "***")._asdict()
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
 
 def known_options() -> tuple[str, ...]:
     """Every option name a store built from a URL takes (keywords or query parameters)."""
