@@ -7,7 +7,9 @@ which may change without notice. Nothing here imports a driver.
 - **The base class**: `BackendStore` checks each batch once (keys, pairs, values, prefix)
   and calls the backend's hooks (`_mget`, `_mset`, `_mdelete`, `_yield_keys` and async
   twins) with non-empty, valid batches only.
-- **Checks** for a backend's own options: `check_namespace`, `check_ttl`, `check_timeout`,
+- **Checks** for a backend's own options: `check_name` (a table, collection, keyspace or
+  database name against the backend's `NameRule`, before anything is sent),
+  `check_namespace`, `check_ttl`, `check_timeout`,
   `check_options` (an unknown option or URL query parameter raises `ConfigurationError`
   naming the known ones), `split_common_options` (``namespace``/``ttl``/``timeout`` out of a
   URL's query) and `merge_common_options` (the same, keywords winning), `store_options`
@@ -72,7 +74,9 @@ from kvstores._urls import (
 from kvstores._validation import (
     DEFAULT_TIMEOUT,
     MAX_KEY_LENGTH,
+    NameRule,
     check_keys,
+    check_name,
     check_namespace,
     check_pairs,
     check_prefix,
@@ -106,6 +110,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
+    "NameRule",
     "Outcome",
     "PerLoop",
     "Program",
@@ -115,6 +120,7 @@ __all__ = [
     "akeyset_pages",
     "check_json_like",
     "check_keys",
+    "check_name",
     "check_namespace",
     "check_options",
     "check_pairs",

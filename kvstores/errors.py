@@ -19,7 +19,8 @@ class KVStoreError(Exception):
 
 class ConfigurationError(KVStoreError, ValueError):
     """A store cannot be built as asked: an unknown URL scheme or option, a malformed URL,
-    an invalid namespace, ttl or timeout, a file store rooted at a file."""
+    an invalid namespace, ttl or timeout, a table, collection, keyspace or database name
+    its server's rules refuse or reserve, a file store rooted at a file."""
 
 
 class InvalidKeyError(KVStoreError, ValueError):

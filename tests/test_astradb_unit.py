@@ -654,5 +654,5 @@ def test_an_empty_collection_name_with_a_database_is_refused() -> None:
     database = DataAPIClient("t", environment="other").get_database(
         "http://127.0.0.1:9", keyspace="ks"
     )
-    with pytest.raises(ConfigurationError, match="collection must not be empty"):
+    with pytest.raises(ConfigurationError, match="collection must be 1 to 48 letters"):
         AstraDBByteStore(database, collection="")

@@ -282,10 +282,16 @@ def test_bad_table_names(table: str) -> None:
             from_url(f"sqlite://?table={quote(table)}")
 
 
-def test_awkward_table_names_are_quoted(tmp_path: Path) -> None:
-    store = _file_store(tmp_path, table='select "x"; drop')
+def test_awkward_table_names_are_refused(tmp_path: Path) -> None:
+    """A table is an identifier (tests/test_names.py holds every backend's names to their
+    rules); one that needs quoting is refused, nothing created."""
+    with pytest.raises(ConfigurationError, match="letters, digits or underscores"):
+        _file_store(tmp_path, table='select "x"; drop')
+    assert list(tmp_path.iterdir()) == []
+    store = _file_store(tmp_path, table="Mixed_Case_1")  # kept in its case: quoted
     store.mset([("k", b"v")])
     assert store.mget(["k"]) == [b"v"]
+    store.close()
 
 
 # Statements

@@ -4,6 +4,7 @@ configuration, so that `kvstores.astradb.store` only sends commands."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
@@ -12,6 +13,8 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
+    NameRule,
+    check_name,
     check_options,
     mask_url,
     require,
@@ -30,8 +33,10 @@ from astrapy.exceptions import (  # noqa: E402
 )
 
 __all__ = [
+    "COLLECTION_NAME",
     "DEFAULT_COLLECTION",
     "DEFAULT_KEYSPACE",
+    "KEYSPACE_NAME",
     "TOKEN_VARIABLE",
     "AsyncCollection",
     "Collection",
@@ -55,6 +60,33 @@ SCHEMES = {
     "astradb+http": ("http", "other"),
     "astradb+https": ("https", "other"),
 }
+
+
+#: The Data API's rule for keyspace names (Cassandra's): 1 to 48 letters, digits or
+#: underscores, none of the server's own keyspaces (which it knows in any case).
+KEYSPACE_NAME = NameRule(
+    "astradb",
+    "keyspace",
+    re.compile(r"[A-Za-z0-9_]{1,48}"),
+    "1 to 48 letters, digits or underscores",
+    48,
+    reserved=frozenset(
+        {
+            "system",
+            "system_auth",
+            "system_distributed",
+            "system_schema",
+            "system_traces",
+            "system_views",
+            "system_virtual_schema",
+        }
+    ),
+    fold_case=True,
+)
+#: The Data API's rule for collection names.
+COLLECTION_NAME = NameRule(
+    "astradb", "collection", KEYSPACE_NAME.pattern, KEYSPACE_NAME.allowed, 48
+)
 
 
 class Settings(NamedTuple):
@@ -100,15 +132,17 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
     if not token:
         raise ConfigurationError(f"astradb: no token: give token=... or set ${TOKEN_VARIABLE}")
     check_token(str(token))
-    keyspace = given.get("keyspace") or unquote(path).strip("/") or DEFAULT_KEYSPACE
+    keyspace = given.get("keyspace")
+    if keyspace is None:
+        keyspace = unquote(path).strip("/") or DEFAULT_KEYSPACE
     collection = given.get("collection")
-    if collection == "":
-        raise ConfigurationError("astradb: collection must not be empty")
     return Settings(
         endpoint=f"{transport}://{host}",
         environment=environment,
-        keyspace=keyspace,
-        collection=collection or DEFAULT_COLLECTION,
+        keyspace=check_name(KEYSPACE_NAME, keyspace),
+        collection=check_name(
+            COLLECTION_NAME, DEFAULT_COLLECTION if collection is None else collection
+        ),
         token=str(token),
     )
 

@@ -20,6 +20,8 @@ from functools import partial
 from typing import Any, ClassVar, Self, TypeVar
 
 from kvstores.astradb.connect import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
     AsyncCollection,
     Collection,
     CollectionInsertManyException,
@@ -39,6 +41,7 @@ from kvstores.backend import (
     Program,
     adrive,
     check_json_like,
+    check_name,
     check_options,
     check_timeout,
     chunked,
@@ -188,10 +191,9 @@ class AstraDBBase(BackendStore[V]):
                     "configure the astrapy object you pass instead"
                 )
             if isinstance(target, Database):
-                if collection == "":
-                    raise ConfigurationError("astradb: collection must not be empty")
+                name = DEFAULT_COLLECTION if collection is None else collection
                 self._database = target
-                self._collection = target.get_collection(collection or "kvstores")
+                self._collection = target.get_collection(check_name(COLLECTION_NAME, name))
             elif isinstance(target, Collection):
                 self._collection, self._ready = target, True
             elif isinstance(target, AsyncCollection):
