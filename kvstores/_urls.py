@@ -3,35 +3,89 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 from kvstores.errors import ConfigurationError
 
-__all__ = ["check_options", "mask_secrets", "mask_url", "split_common_options"]
+__all__ = [
+    "check_options",
+    "is_secret_name",
+    "mask_secrets",
+    "mask_url",
+    "secret_values",
+    "split_common_options",
+]
 
 MASK = "***"
-# Query parameters whose values are credentials (AstraDB tokens, some drivers' passwords).
+# Option names whose values are credentials (AstraDB tokens, some drivers' passwords), and
+# the endings of such names (libpq's ``sslpassword``, pymongo's
+# ``tlsCertificateKeyFilePassword``, redis-py's ``ssl_password``, ``client_secret``, …).
 _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "token", "secret", "api_key", "apikey"})
+_SECRET_ENDINGS = ("password", "passwd", "secret", "token", "apikey", "api_key")
 COMMON_OPTIONS = ("namespace", "ttl", "timeout")
 
 
-def _secrets_of(url: str) -> list[str]:
+def is_secret_name(name: str) -> bool:
+    """Whether an option or URL query parameter called `name` holds a credential."""
+    lowered = name.lower().replace("-", "_")
+    return lowered in _SECRET_PARAMS or lowered.endswith(_SECRET_ENDINGS)
+
+
+def secret_values(options: Mapping[str, Any]) -> list[str]:
+    """The values of the options in `options` that hold credentials (`is_secret_name`), for
+    `mask_secrets`: a password given as a keyword never reaches the URL."""
+    return [
+        value
+        for name, value in options.items()
+        if isinstance(name, str) and is_secret_name(name) and isinstance(value, str) and value
+    ]
+
+
+def _spellings(secret: str) -> set[str]:
+    """The ways a message may spell `secret`: as it is, percent-encoded (urllib's and HTML
+    forms' ways), and escaped as Python's ``repr`` of it or of its UTF-8 bytes, or JSON,
+    would (a driver quoting a value it refuses: ``Illegal header value b'…\\n'``)."""
+    spellings = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(secret)[1:-1],
+    }
+    return {s for s in spellings if s}
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The credentials `url` carries, each as it is written there and decoded: the password
+    and the values of secret query parameters (`is_secret_name`)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     found = []
     if parts.password:
-        found += [parts.password, quote(parts.password, safe="")]
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name.lower() in _SECRET_PARAMS and value:
-            found += [value, quote(value, safe="")]
-    # Longest first, so a secret that contains another is masked whole.
-    return sorted({s for s in found if s}, key=len, reverse=True)
+        found += [parts.password, unquote(parts.password)]
+    for raw in parts.query.split("&"):
+        name, _, value = raw.partition("=")
+        if value and is_secret_name(unquote(name)):
+            found += [value, unquote(value), unquote(value.replace("+", " "))]
+    return found
+
+
+def _secrets_of(url: str, extra: Iterable[str] = ()) -> list[str]:
+    """Every spelling of the credentials of `url` and of `extra`, longest first (so that a
+    secret containing another is masked whole)."""
+    spellings: set[str] = set()
+    for secret in [*_url_secrets(url), *extra]:
+        if secret:
+            spellings |= _spellings(secret)
+    return sorted(spellings, key=len, reverse=True)
 
 
 def mask_url(url: str) -> str:
@@ -40,7 +94,7 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return MASK  # unparsable: show nothing rather than risk a secret
-    if parts.password is None and not _secrets_of(url):
+    if parts.password is None and not _url_secrets(url):
         return url
     netloc = parts.netloc
     if parts.password is not None:
@@ -50,10 +104,8 @@ def mask_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
-            query = urlencode(
-                [(n, MASK if n.lower() in _SECRET_PARAMS else v) for n, v in pairs], safe="*"
-            )
+        if any(is_secret_name(name) for name, _ in pairs):
+            query = urlencode([(n, MASK if is_secret_name(n) else v) for n, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -67,7 +119,7 @@ def _public_parts(url: str) -> list[str]:
     public += [
         f"{name}={value}"
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name.lower() not in _SECRET_PARAMS
+        if not is_secret_name(name)
     ]
     return [part for part in public if part]
 
@@ -78,8 +130,11 @@ _UNMISTAKABLE = 8
 _IN_USERINFO = r"(?<=:){secret}(?=@)"
 
 
-def mask_secrets(text: str, url: str) -> str:
-    """Mask the credentials `url` carries wherever they appear in `text`, and nothing else.
+def mask_secrets(text: str, url: str, secrets: Iterable[str] = ()) -> str:
+    """Mask the credentials `url` carries, and `secrets` (given outside the URL: a token
+    from the environment, a password keyword), wherever they appear in `text`, however
+    spelled (as written in the URL, decoded, percent-encoded, escaped as ``repr`` or JSON
+    would), and nothing else.
 
     The URL itself is replaced by its masked form. A password that also occurs in the URL's
     user name, host, path or other parameters (``admin:admin@…/admin``) is masked only where
@@ -91,7 +146,9 @@ def mask_secrets(text: str, url: str) -> str:
         text = text.replace(url, masked)
     public = _public_parts(url)
     names = "|".join(sorted(_SECRET_PARAMS, key=len, reverse=True))
-    for secret in _secrets_of(url):
+    for secret in _secrets_of(url, secrets):
+        if secret not in text:
+            continue
         if len(secret) >= _UNMISTAKABLE and not any(secret in part for part in public):
             text = text.replace(secret, MASK)
             continue

@@ -8,14 +8,18 @@ offending item once a batch is known to be bad.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from kvstores.errors import ConfigurationError, InvalidKeyError, InvalidValueError
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "NameRule",
     "check_keys",
+    "check_name",
     "check_namespace",
     "check_pairs",
     "check_prefix",
@@ -215,3 +219,52 @@ DEFAULT_TIMEOUT = 10.0
 def check_timeout(timeout: float | None) -> float:
     """A timeout is a positive, finite number of seconds; `None` means the default, 10 s."""
     return DEFAULT_TIMEOUT if timeout is None else _seconds("timeout", timeout)
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """What a backend accepts as the name of one of its objects (a table, a collection, a
+    keyspace, a database), as data: each backend states its server's rules, `check_name`
+    holds the names a user gives to them before anything is sent.
+
+    A name must match `pattern` whole and take at most `max_bytes` bytes of UTF-8; it must
+    not be one of `reserved` nor start with one of `reserved_prefixes` (compared in lower
+    case where `fold_case`: the server folds it, or treats names differing in case alike).
+    """
+
+    backend: str  #: names the backend in messages: ``cassandra``
+    kind: str  #: what is named: ``keyspace``
+    pattern: re.Pattern[str]
+    allowed: str  #: what `pattern` allows, in words, for messages
+    max_bytes: int
+    reserved: frozenset[str] = frozenset()
+    reserved_prefixes: tuple[str, ...] = ()
+    fold_case: bool = False
+
+
+def check_name(rule: NameRule, name: object) -> str:
+    """`name` if `rule` allows it.
+
+    Raises:
+        TypeError: `name` is not a `str`.
+        ConfigurationError: `name` does not match the rule's pattern, is too long, or is
+            reserved; the message names the rule, the name (shortened) and the backend.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{rule.kind} must be str, not {type(name).__name__}")
+    if not rule.pattern.fullmatch(name) or not _encodable(name):
+        raise ConfigurationError(
+            f"{rule.backend}: {rule.kind} must be {rule.allowed}, got {_short(name)}"
+        )
+    size = len(name.encode())
+    if size > rule.max_bytes:
+        raise ConfigurationError(
+            f"{rule.backend}: {rule.kind} must be at most {rule.max_bytes} bytes of UTF-8, "
+            f"got {size}: {_short(name)}"
+        )
+    compared = name.lower() if rule.fold_case else name
+    if compared in rule.reserved or compared.startswith(rule.reserved_prefixes):
+        raise ConfigurationError(
+            f"{rule.backend}: {rule.kind} {_short(name)} is reserved by the server; name another"
+        )
+    return str.__str__(name)

@@ -7,7 +7,9 @@ which may change without notice. Nothing here imports a driver.
 - **The base class**: `BackendStore` checks each batch once (keys, pairs, values, prefix)
   and calls the backend's hooks (`_mget`, `_mset`, `_mdelete`, `_yield_keys` and async
   twins) with non-empty, valid batches only.
-- **Checks** for a backend's own options: `check_namespace`, `check_ttl`, `check_timeout`,
+- **Checks** for a backend's own options: `check_name` (a table, collection, keyspace or
+  database name against the backend's `NameRule`, before anything is sent),
+  `check_namespace`, `check_ttl`, `check_timeout`,
   `check_options` (an unknown option or URL query parameter raises `ConfigurationError`
   naming the known ones), `split_common_options` (``namespace``/``ttl``/``timeout`` out of a
   URL's query) and `merge_common_options` (the same, keywords winning), `store_options`
@@ -23,7 +25,8 @@ which may change without notice. Nothing here imports a driver.
 - **Threads**: `to_thread`, and `aiter_in_thread` (a blocking iterator a page at a time).
 - **Async clients**: `PerLoop`, one async client per event loop, closed with its loop.
 - **Errors**: `DriverErrors` maps a driver's exceptions to `BackendUnavailableError` /
-  `KVStoreError` with the URL's password masked (`mask_url`, `mask_secrets`);
+  `KVStoreError` with the URL's password masked (`mask_url`, `mask_secrets`), and the
+  credentials given outside the URL (`secret_values` of the options, `is_secret_name`);
   `error_reason` names an exception even when it has no message.
 - **Keys**: `namespace_prefix` (a namespace no other namespace's prefix can be mistaken
   for), `shorten_key` (head + SHA-256 for keys past a storage limit).
@@ -38,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -59,17 +62,21 @@ from kvstores._urls import (
     COMMON_OPTIONS,
     CommonOptions,
     check_options,
+    is_secret_name,
     mask_secrets,
     mask_url,
     merge_common_options,
     path_from_url,
+    secret_values,
     split_common_options,
     store_options,
 )
 from kvstores._validation import (
     DEFAULT_TIMEOUT,
     MAX_KEY_LENGTH,
+    NameRule,
     check_keys,
+    check_name,
     check_namespace,
     check_pairs,
     check_prefix,
@@ -103,6 +110,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KVStoreError",
+    "NameRule",
     "Outcome",
     "PerLoop",
     "Program",
@@ -112,6 +120,7 @@ __all__ = [
     "akeyset_pages",
     "check_json_like",
     "check_keys",
+    "check_name",
     "check_namespace",
     "check_options",
     "check_pairs",
@@ -123,6 +132,7 @@ __all__ = [
     "coerce_object_values",
     "drive",
     "error_reason",
+    "is_secret_name",
     "keyset_pages",
     "mask_secrets",
     "mask_url",
@@ -131,6 +141,7 @@ __all__ = [
     "path_from_url",
     "prefix_upper_bound",
     "require",
+    "secret_values",
     "shorten_key",
     "split_common_options",
     "store_class",
@@ -191,15 +202,16 @@ class DriverErrors:
 
     ``unavailable`` exceptions (the server cannot be reached, a connection broke, a
     timeout) become `BackendUnavailableError`; ``failed`` ones (the server refused) become
-    `KVStoreError`; the URL's password is masked in both, and the driver's exception is
-    chained. Use `convert`, or the object itself as a (reusable, sync or async) context
-    manager around driver calls::
+    `KVStoreError`; the URL's credentials are masked in both, and so are ``secrets``, the
+    ones given outside the URL (a token from the environment, a password keyword: see
+    `secret_values`); the driver's exception is chained. Use `convert`, or the object
+    itself as a (reusable, sync or async) context manager around driver calls::
 
         with self._errors:
             return client.mget(keys)
     """
 
-    __slots__ = ("backend", "failed", "handled", "unavailable", "url", "where")
+    __slots__ = ("backend", "failed", "handled", "secrets", "unavailable", "url", "where")
 
     def __init__(
         self,
@@ -209,9 +221,11 @@ class DriverErrors:
         unavailable: tuple[type[BaseException], ...],
         failed: tuple[type[BaseException], ...] = (),
         where: str | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.backend = backend
         self.url = url
+        self.secrets = tuple(secrets)
         self.unavailable = unavailable
         self.failed = failed
         self.handled = unavailable + failed
@@ -226,8 +240,9 @@ class DriverErrors:
         """The kvstores error for `exc`, a driver exception (`unavailable` or not)."""
         reason = self.reason(exc)
         if isinstance(exc, self.unavailable):
-            return BackendUnavailableError(self.backend, self.url, reason)
-        return KVStoreError(f"{self.backend} error {self.where}: {mask_secrets(reason, self.url)}")
+            return BackendUnavailableError(self.backend, self.url, reason, secrets=self.secrets)
+        masked = mask_secrets(reason, self.url, self.secrets)
+        return KVStoreError(f"{self.backend} error {self.where}: {masked}")
 
     def __enter__(self) -> None:
         return None

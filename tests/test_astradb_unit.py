@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 pytest.importorskip("astrapy")
 
+import httpx
 from astrapy import AsyncCollection, Collection, DataAPIClient, Database
 
 import kvstores
@@ -35,6 +37,7 @@ from kvstores.astradb import (
     AstraDBByteStore,
     AstraDBStore,
 )
+from kvstores.astradb.connect import parse_url
 from kvstores.astradb.store import MAX_DEPTH
 from kvstores.errors import ConfigurationError, InvalidValueError
 
@@ -550,6 +553,52 @@ def test_unreachable_endpoint_fails_within_timeout(closed_url: str) -> None:
     store.close()  # idempotent
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [SECRET + "\n", " " + SECRET, SECRET + "\r\nX-Evil: 1", SECRET + "é", SECRET + "\x00"],
+    ids=["newline", "space", "header injection", "non-ASCII", "NUL"],
+)
+@pytest.mark.parametrize("way", ["url", "keyword", "environment"])
+def test_a_token_no_header_can_carry_is_refused_unseen(
+    bad: str, way: str, closed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token with a newline (read from a file with it), a space or a non-ASCII character
+    failed every request with an error quoting the whole header (``Illegal header value
+    b'AstraCS:…\\n'``, a `UnicodeEncodeError`, not a `KVStoreError`), the token in plain sight
+    where it came from the environment or a keyword. It is refused at once, unshown."""
+    url, options = closed_url.partition("?")[0], {}
+    if way == "url":
+        url += "?token=" + quote(bad, safe="")
+    elif way == "keyword":
+        options["token"] = bad
+    elif "\x00" in bad:
+        pytest.skip("no environment variable holds NUL")
+    else:
+        monkeypatch.setenv(TOKEN_VARIABLE, bad)
+    with pytest.raises(ConfigurationError, match="printable ASCII") as caught:
+        AstraDBByteStore.from_url(url, **options)
+    assert "s3cretT0ken" not in repr(caught.value)
+
+
+def test_a_token_from_a_keyword_or_the_environment_is_masked_in_errors(
+    closed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL's masking knew nothing of a token that is not in the URL."""
+    url = closed_url.partition("?")[0]
+    monkeypatch.setenv(TOKEN_VARIABLE, SECRET)
+    for store in (AstraDBByteStore.from_url(url), AstraDBByteStore.from_url(url, token=SECRET)):
+        converted = store._errors.convert(httpx.ConnectError(f"proxy refused token {SECRET}"))
+        assert str(converted).endswith("ConnectError: proxy refused token ***")
+        store.close()
+
+
+def test_the_settings_never_show_the_token() -> None:
+    settings = parse_url(f"astradb+http://127.0.0.1:1/ks?token={SECRET}", {})
+    assert settings.token == SECRET
+    assert "s3cretT0ken" not in repr(settings)
+    assert "s3cretT0ken" not in str(settings)
+
+
 def test_unreachable_given_database(database: Database) -> None:
     store = AstraDBStore(database)
     with pytest.raises(BackendUnavailableError, match="astradb"):
@@ -605,5 +654,5 @@ def test_an_empty_collection_name_with_a_database_is_refused() -> None:
     database = DataAPIClient("t", environment="other").get_database(
         "http://127.0.0.1:9", keyspace="ks"
     )
-    with pytest.raises(ConfigurationError, match="collection must not be empty"):
+    with pytest.raises(ConfigurationError, match="collection must be 1 to 48 letters"):
         AstraDBByteStore(database, collection="")

@@ -116,6 +116,22 @@ def test_a_refusal_becomes_kvstore_error_naming_where() -> None:
     assert str(table.convert(Refused("x"))) == "sqlite error here: Refused: x"
 
 
+def test_secrets_given_outside_the_url_are_masked_too() -> None:
+    """A token from the environment or a password keyword never reaches the URL: the map
+    masks it in both kinds of error, however the driver spells it."""
+    errors = DriverErrors(
+        "astradb", "astradb://h/ks", unavailable=(Down,), failed=(Refused,), secrets=["tok\n1"]
+    )
+    down = errors.convert(Down("Illegal header value b'tok\\n1'"))
+    refused = errors.convert(Refused("bad token tok\n1"))
+    assert isinstance(down, BackendUnavailableError)
+    assert (
+        str(down)
+        == "astradb backend unavailable at astradb://h/ks: Down: Illegal header value b'***'"
+    )
+    assert str(refused) == "astradb error at astradb://h/ks: Refused: bad token ***"
+
+
 def test_other_errors_pass_through_and_the_map_is_reusable() -> None:
     errors = DriverErrors("redis", URL, unavailable=(Down,))
     with pytest.raises(KeyError), errors:

@@ -27,8 +27,9 @@ from cassandra.cluster import Cluster, NoHostAvailable, Session
 
 import kvstores
 from kvstores import BackendUnavailableError
+from kvstores.backend import check_name
 from kvstores.cassandra import MAX_TTL, MAX_VALUE, CassandraByteStore, bucket_of
-from kvstores.cassandra.connect import check_identifier, parse_consistency
+from kvstores.cassandra.connect import TABLE_NAME, parse_consistency
 from kvstores.errors import ConfigurationError, InvalidKeyError, InvalidValueError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,9 +164,12 @@ def test_identifiers_of_48_characters_are_taken() -> None:
     store = CassandraByteStore.from_url(LOCAL, keyspace="k" * 48, table="T_" + "t" * 46)
     assert (store.keyspace, store.table) == ("k" * 48, "T_" + "t" * 46)
     store.close()
-    for bad in ["", "x-y", "k" * 49, None, 3]:
+    for bad in ["", "x-y", "k" * 49]:
         with pytest.raises(ConfigurationError, match="table"):
-            check_identifier("table", bad)  # type: ignore[arg-type]
+            check_name(TABLE_NAME, bad)
+    for wrong_type in [None, 3]:
+        with pytest.raises(TypeError, match="table must be str"):
+            check_name(TABLE_NAME, wrong_type)
     with pytest.raises(ConfigurationError, match="keyspace"):
         CassandraByteStore.from_url("cassandra://127.0.0.1/bad-name")
 
@@ -421,6 +425,21 @@ def test_repr_masks_the_password() -> None:
         assert secret not in text
         assert text.startswith("CassandraByteStore('cassandra://user:***@")
         store.close()
+
+
+def test_the_public_settings_never_show_the_password() -> None:
+    """`store.settings` holds the password to connect with; its repr (a debugger, a log of
+    the settings) showed it."""
+    store = CassandraByteStore.from_url("cassandra://user:s3cr%40t-pw@127.0.0.1/ks")
+    assert store.settings.password == "s3cr@t-pw"
+    for text in (repr(store.settings), str(store.settings)):
+        assert "s3cr" not in text
+        assert text.startswith("Settings(hosts=['127.0.0.1'], port=9042, username='user', ")
+        assert "password='***'" in text
+    anonymous = CassandraByteStore.from_url("cassandra://127.0.0.1/ks")
+    assert "password=None" in repr(anonymous.settings)
+    for each in (store, anonymous):
+        each.close()
 
 
 # Buckets

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
 import kvstores
 from kvstores import BackendUnavailableError, InMemoryByteStore, LocalFileStore, from_url
-from kvstores.backend import mask_secrets, mask_url, require, split_common_options, store_class
+from kvstores.backend import (
+    is_secret_name,
+    mask_secrets,
+    mask_url,
+    require,
+    secret_values,
+    split_common_options,
+    store_class,
+)
 from kvstores.errors import ConfigurationError, KVStoreError
 
 
@@ -151,6 +161,52 @@ def test_backend_unavailable_masks_and_chains() -> None:
     assert caught.value.__cause__ is cause
     assert isinstance(caught.value, kvstores.KVStoreError)
     assert isinstance(caught.value, ConnectionError)
+
+
+SPECIAL = "Sk0123456789:@/%+ #?&=é☃x"  # a password that needs percent-encoding in a URL
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        SPECIAL,  # decoded, as the driver got it
+        quote(SPECIAL, safe=""),  # as in the URL
+        quote_plus(SPECIAL, safe=""),
+        repr(SPECIAL)[1:-1],
+        repr(SPECIAL.encode())[2:-1],  # a driver quoting the bytes it refuses
+        json.dumps(SPECIAL)[1:-1],
+    ],
+)
+def test_mask_secrets_masks_every_spelling_of_the_password(spelled: str) -> None:
+    url = f"mysql+pymysql://app:{quote(SPECIAL, safe='')}@db/x"
+    masked = mask_secrets(f"Access denied ({spelled}) for app", url)
+    assert masked == "Access denied (***) for app"
+    assert "Sk0123456789" not in masked
+
+
+def test_mask_secrets_masks_the_secrets_given_apart() -> None:
+    url = "astradb://h/ks?collection=c"
+    assert mask_secrets("token AstraCS:abc:def refused", url, ["AstraCS:abc:def"]) == (
+        "token *** refused"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["password", "sslpassword", "tlsCertificateKeyFilePassword", "ssl_password", "token",
+     "client_secret", "api_key", "access_token"],
+)  # fmt: skip
+def test_credential_parameters_are_masked_by_name(name: str) -> None:
+    url = f"postgresql://u@h/db?application_name=app&{name}=Sk0123456789"
+    assert mask_url(url) == f"postgresql://u@h/db?application_name=app&{name}=***"
+    assert mask_secrets(f"failed: {name}=Sk0123456789", url) == f"failed: {name}=***"
+    assert is_secret_name(name)
+    assert secret_values({name: "v", "application_name": "app", "port": 1}) == ["v"]
+
+
+@pytest.mark.parametrize("name", ["application_name", "sslmode", "authSource", "tokenize"])
+def test_other_parameters_are_not_credentials(name: str) -> None:
+    assert not is_secret_name(name)
 
 
 def test_split_common_options_keeps_the_rest() -> None:

@@ -68,6 +68,21 @@ def test_from_url_and_options() -> None:
     given.close()
 
 
+def test_credentials_outside_the_userinfo_are_masked() -> None:
+    """A password in the query (``tlsCertificateKeyFilePassword``) or as a keyword never
+    showed in the repr, and is masked in errors like the URL's."""
+    url = "mongodb://127.0.0.1:1/db?tlsCertificateKeyFilePassword=q-Sk0123456789"
+    store = MongoDBByteStore.from_url(url, username="u", password="kw-Sk0123456789")
+    assert repr(store) == (
+        "MongoDBByteStore('mongodb://127.0.0.1:1/db?tlsCertificateKeyFilePassword=***', "
+        "'db.kvstores')"
+    )
+    for error in (pymongo.errors.OperationFailure, pymongo.errors.ConnectionFailure):
+        converted = store._errors.convert(error("auth kw-Sk0123456789 / q-Sk0123456789"))
+        assert str(converted).endswith(": auth *** / ***")
+    store.close()
+
+
 @pytest.mark.parametrize(
     ("url", "options", "named"),
     [

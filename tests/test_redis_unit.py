@@ -645,6 +645,20 @@ def test_errors_are_wrapped_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "OOM" in str(other.value)
 
 
+def test_a_password_given_as_a_keyword_is_masked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``password=`` never reaches the URL, so the URL's masking knew nothing of it."""
+    store = RedisByteStore.from_url("redis://127.0.0.1:1/0", password="kw-Sk0123456789")
+    _raising(monkeypatch, redis.exceptions.ConnectionError("AUTH kw-Sk0123456789 refused"))
+    with pytest.raises(BackendUnavailableError) as unavailable:
+        store.mget(["k"])
+    assert str(unavailable.value).endswith("ConnectionError: AUTH *** refused")
+    _raising(monkeypatch, redis.exceptions.ResponseError("WRONGPASS kw-Sk0123456789"))
+    with pytest.raises(KVStoreError) as other:
+        store.mset([("k", b"v")])
+    assert str(other.value).endswith("ResponseError: WRONGPASS ***")
+    assert "Sk0123456789" not in repr(store)
+
+
 @pytest.mark.parametrize(
     "exc",
     [

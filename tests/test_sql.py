@@ -282,10 +282,16 @@ def test_bad_table_names(table: str) -> None:
             from_url(f"sqlite://?table={quote(table)}")
 
 
-def test_awkward_table_names_are_quoted(tmp_path: Path) -> None:
-    store = _file_store(tmp_path, table='select "x"; drop')
+def test_awkward_table_names_are_refused(tmp_path: Path) -> None:
+    """A table is an identifier (tests/test_names.py holds every backend's names to their
+    rules); one that needs quoting is refused, nothing created."""
+    with pytest.raises(ConfigurationError, match="letters, digits or underscores"):
+        _file_store(tmp_path, table='select "x"; drop')
+    assert list(tmp_path.iterdir()) == []
+    store = _file_store(tmp_path, table="Mixed_Case_1")  # kept in its case: quoted
     store.mset([("k", b"v")])
     assert store.mget(["k"]) == [b"v"]
+    store.close()
 
 
 # Statements
@@ -634,6 +640,45 @@ def test_unsupported_dialects_and_arguments() -> None:
 def test_repr_masks_the_password() -> None:
     store = SQLByteStore("sqlite://", namespace="n", ttl=5)
     assert repr(store) == "SQLByteStore('sqlite://', table='kvstores', namespace='n', ttl=5.0)"
+
+
+@pytest.mark.parametrize(
+    ("driver", "url", "masked"),
+    [
+        ("psycopg", "postgresql+psycopg://u:Sk0123456789@h/db?sslpassword=Sk9876543210",
+         "postgresql+psycopg://u:***@h/db?sslpassword=***"),
+        ("pymysql", "mysql+pymysql://u@h/db?password=Sk9876543210&charset=utf8mb4",
+         "mysql+pymysql://u@h/db?charset=utf8mb4&password=***"),
+    ],
+)  # fmt: skip
+def test_repr_masks_credentials_in_the_query(driver: str, url: str, masked: str) -> None:
+    """SQLAlchemy's own masking hides the URL's password only: a password in the query
+    (PyMySQL's ``password=``, libpq's ``sslpassword=``) showed in the repr and errors."""
+    pytest.importorskip(driver)
+    store = SQLByteStore(url, timeout=1)
+    assert repr(store) == f"SQLByteStore({masked!r}, table='kvstores')"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        (f"mysql+pymysql://u:{quote('Sk0123456789☃', safe='')}@127.0.0.1:1/db", {}),
+        (f"mariadb://u@127.0.0.1:1/db?password={quote('Sk0123456789☃')}", {}),
+        ("mysql+pymysql://u@127.0.0.1:1/db",
+         {"engine_options": {"connect_args": {"password": "Sk0123456789☃"}}}),
+    ],
+)  # fmt: skip
+def test_a_mysql_password_past_latin1_is_refused_unseen(url: str, options: dict[str, Any]) -> None:
+    """PyMySQL sends passwords as Latin-1: another one failed every call with a
+    `UnicodeEncodeError` (not a `KVStoreError`) whose repr held the whole password. It is
+    refused when the store is built (the port is closed: nothing was tried), unshown."""
+    pytest.importorskip("pymysql")
+    with pytest.raises(ConfigurationError, match="outside Latin-1") as caught:
+        SQLByteStore(url, timeout=1, **options)
+    assert "Sk0123456789" not in repr(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
 
 
 # Expiry

@@ -4,6 +4,7 @@ configuration, so that `kvstores.astradb.store` only sends commands."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
@@ -12,6 +13,8 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
+    NameRule,
+    check_name,
     check_options,
     mask_url,
     require,
@@ -30,8 +33,10 @@ from astrapy.exceptions import (  # noqa: E402
 )
 
 __all__ = [
+    "COLLECTION_NAME",
     "DEFAULT_COLLECTION",
     "DEFAULT_KEYSPACE",
+    "KEYSPACE_NAME",
     "TOKEN_VARIABLE",
     "AsyncCollection",
     "Collection",
@@ -58,12 +63,43 @@ SCHEMES = {
 }
 
 
+#: The Data API's rule for keyspace names (Cassandra's): 1 to 48 letters, digits or
+#: underscores, none of the server's own keyspaces (which it knows in any case).
+KEYSPACE_NAME = NameRule(
+    "astradb",
+    "keyspace",
+    re.compile(r"[A-Za-z0-9_]{1,48}"),
+    "1 to 48 letters, digits or underscores",
+    48,
+    reserved=frozenset(
+        {
+            "system",
+            "system_auth",
+            "system_distributed",
+            "system_schema",
+            "system_traces",
+            "system_views",
+            "system_virtual_schema",
+        }
+    ),
+    fold_case=True,
+)
+#: The Data API's rule for collection names.
+COLLECTION_NAME = NameRule(
+    "astradb", "collection", KEYSPACE_NAME.pattern, KEYSPACE_NAME.allowed, 48
+)
+
+
 class Settings(NamedTuple):
     endpoint: str  #: ``https://host`` or ``http://host:port``
     environment: str  #: astrapy's: ``prod`` (Astra) or ``other`` (a self-hosted Data API)
     keyspace: str
     collection: str
     token: str
+
+    def __repr__(self) -> str:  # the token masked
+        fields = self._replace(token="***")._asdict()
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
 
 def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
@@ -96,17 +132,33 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
     token = given.get("token") or os.environ.get(TOKEN_VARIABLE)
     if not token:
         raise ConfigurationError(f"astradb: no token: give token=... or set ${TOKEN_VARIABLE}")
-    keyspace = given.get("keyspace") or unquote(path).strip("/") or DEFAULT_KEYSPACE
+    check_token(str(token))
+    keyspace = given.get("keyspace")
+    if keyspace is None:
+        keyspace = unquote(path).strip("/") or DEFAULT_KEYSPACE
     collection = given.get("collection")
-    if collection == "":
-        raise ConfigurationError("astradb: collection must not be empty")
     return Settings(
         endpoint=f"{transport}://{host}",
         environment=environment,
-        keyspace=keyspace,
-        collection=collection or DEFAULT_COLLECTION,
+        keyspace=check_name(KEYSPACE_NAME, keyspace),
+        collection=check_name(
+            COLLECTION_NAME, DEFAULT_COLLECTION if collection is None else collection
+        ),
         token=str(token),
     )
+
+
+def check_token(token: str) -> None:
+    """A token travels in an HTTP header: printable ASCII without spaces, as Astra's are
+    (``AstraCS:…``). Any other (a newline read from a file with it, a non-ASCII character)
+    would fail every request with an error quoting the whole header, the token included;
+    it is refused at once, its text never shown."""
+    if not (token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigurationError(
+            "astradb: the token must be printable ASCII without spaces (Astra's tokens are "
+            "AstraCS:…); this one has whitespace, a control or a non-ASCII character "
+            "(a newline read from a file with it?)"
+        )
 
 
 def open_database(settings: Settings, timeout: float) -> Database:
@@ -154,10 +206,13 @@ class AstraErrors(DriverErrors):
         return f"{text} ({', '.join(missing)})" if missing else text
 
 
-def errors_for(url: str) -> AstraErrors:
+def errors_for(url: str, token: str | None = None) -> AstraErrors:
+    """The errors of a store on `url`; `token`, when it is not in the URL (a keyword, the
+    environment), is masked like the URL's."""
     return AstraErrors(
         "astradb",
         url,
         unavailable=(httpx.TransportError, DataAPITimeoutException),
         failed=(DataAPIException, httpx.HTTPError),
+        secrets=() if token is None else (token,),
     )

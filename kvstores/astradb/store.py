@@ -20,6 +20,8 @@ from functools import partial
 from typing import Any, ClassVar, Self, TypeVar
 
 from kvstores.astradb.connect import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
     AsyncCollection,
     Collection,
     CollectionInsertManyException,
@@ -42,6 +44,7 @@ from kvstores.backend import (
     Program,
     adrive,
     check_json_like,
+    check_name,
     check_options,
     check_timeout,
     chunked,
@@ -185,6 +188,7 @@ class AstraDBBase(BackendStore[V]):
             self._collection = self._database.get_collection(settings.collection)
             self._url = target
             self._settings = settings
+            token = settings.token  # from the URL, a keyword or the environment
         else:
             if timeout is not None or token is not None or keyspace is not None:
                 raise TypeError(
@@ -192,10 +196,9 @@ class AstraDBBase(BackendStore[V]):
                     "configure the astrapy object you pass instead"
                 )
             if isinstance(target, Database):
-                if collection == "":
-                    raise ConfigurationError("astradb: collection must not be empty")
+                name = DEFAULT_COLLECTION if collection is None else collection
                 self._database = target
-                self._collection = target.get_collection(collection or "kvstores")
+                self._collection = target.get_collection(check_name(COLLECTION_NAME, name))
             elif isinstance(target, Collection):
                 self._collection, self._ready = target, True
             elif isinstance(target, AsyncCollection):
@@ -213,7 +216,7 @@ class AstraDBBase(BackendStore[V]):
         if self._given_async is None:
             sync = self._collection
             self._async = PerLoop(sync.to_async, _aclose)
-        self._errors = errors_for(self._url)
+        self._errors = errors_for(self._url, token)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:

@@ -17,6 +17,8 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
+    NameRule,
+    check_name,
     check_options,
     mask_url,
     require,
@@ -50,6 +52,8 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TABLE",
     "DRIVER_ERRORS",
+    "KEYSPACE_NAME",
+    "TABLE_NAME",
     "BatchStatement",
     "BatchType",
     "Cluster",
@@ -57,7 +61,6 @@ __all__ = [
     "Settings",
     "bridge",
     "build_cluster",
-    "check_identifier",
     "check_settings",
     "errors_for",
     "known_options",
@@ -92,7 +95,30 @@ UNAVAILABLE = (
     UnresolvableContactPoints,
 )
 DRIVER_ERRORS = (DriverException, *UNAVAILABLE)
-_IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,48}\Z")
+#: Cassandra's rule for keyspace and table names (``\w{1,48}``, ASCII); the store quotes
+#: them, so their case is kept.
+KEYSPACE_NAME = NameRule(
+    "cassandra",
+    "keyspace",
+    re.compile(r"[A-Za-z0-9_]{1,48}"),
+    "1 to 48 letters, digits or underscores",
+    48,
+    # The server's own keyspaces, which Cassandra knows in any case.
+    reserved=frozenset(
+        {
+            "system",
+            "system_auth",
+            "system_cluster_metadata",
+            "system_distributed",
+            "system_schema",
+            "system_traces",
+            "system_views",
+            "system_virtual_schema",
+        }
+    ),
+    fold_case=True,
+)
+TABLE_NAME = NameRule("cassandra", "table", KEYSPACE_NAME.pattern, KEYSPACE_NAME.allowed, 48)
 
 
 class Settings(NamedTuple):
@@ -111,20 +137,14 @@ class Settings(NamedTuple):
     #: TLS: `None` (plain), ``""`` (the system's certificate authorities) or a CA file.
     tls_ca: str | None = None
 
+    def __repr__(self) -> str:  # the password masked: `store.settings` is public
+        fields = self._replace(password=None if self.password is None else "***")._asdict()
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
 
 def known_options() -> tuple[str, ...]:
     """Every option name a store built from a URL takes (keywords or query parameters)."""
     return (*STORE_OPTIONS, *COMMON_OPTIONS)
-
-
-def check_identifier(what: str, name: str) -> str:
-    """A keyspace or table name: 1 to 48 letters, digits and underscores (Cassandra's rule);
-    kept in its case (the store quotes it)."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ConfigurationError(
-            f"cassandra: {what} must be 1 to 48 letters, digits or underscores, got {name!r}"
-        )
-    return name
 
 
 def parse_consistency(name: str) -> int:
@@ -224,8 +244,8 @@ def check_settings(
         port=port,
         username=username,
         password=password,
-        keyspace=check_identifier("keyspace", keyspace),
-        table=DEFAULT_TABLE if table is None else check_identifier("table", table),
+        keyspace=check_name(KEYSPACE_NAME, keyspace),
+        table=DEFAULT_TABLE if table is None else check_name(TABLE_NAME, table),
         consistency=parse_consistency(given.get("consistency") or DEFAULT_CONSISTENCY),
         local_dc=given.get("local_dc") or None,
         replication_factor=None if rf is None else _positive_int("replication_factor", rf),

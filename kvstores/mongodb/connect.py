@@ -3,6 +3,7 @@ configuration, so that `kvstores.mongodb.store` only sends operations."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeAlias
@@ -12,10 +13,14 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
+    NameRule,
+    check_name,
     check_options,
     error_reason,
+    mask_secrets,
     mask_url,
     require,
+    secret_values,
 )
 
 require("pymongo", "mongodb")
@@ -49,6 +54,7 @@ __all__ = [
     "ReplaceOne",
     "SyncCollection",
     "Target",
+    "check_names",
     "client_options",
     "errors_for",
     "parse_url",
@@ -117,7 +123,47 @@ def parse_url(url: str) -> ParsedURL:
     path = unquote(urlsplit(base).path).lstrip("/")
     kept_query = urlencode(kept, quote_via=quote, safe="/:,")
     driver_url = base + ("?" + kept_query if kept_query else "") + hash_sign + fragment
-    return ParsedURL(driver_url, database or path or None, collection or None)
+    # A name given empty (``?collection=``) is refused by `check_names`, not defaulted.
+    return ParsedURL(driver_url, (path or None) if database is None else database, collection)
+
+
+#: MongoDB's rules for database names: none of ``/\\. "$*<>:|?`` (Windows' too: a database
+#: is a directory there) nor NUL, under 64 bytes; ``admin``, ``local`` and ``config`` are
+#: the server's own (names differing in case only are one database to MongoDB).
+DATABASE_NAME = NameRule(
+    "mongodb",
+    "database",
+    re.compile(r'[^/\\. "$*<>:|?\x00]+'),
+    'a name without any of /\\. "$*<>:|? or NUL',
+    63,
+    reserved=frozenset({"admin", "local", "config"}),
+    fold_case=True,
+)
+#: Collection names: no ``$`` nor NUL, no empty part between dots (pymongo refuses a
+#: leading, trailing or doubled dot); ``system.`` names are the server's own.
+COLLECTION_NAME = NameRule(
+    "mongodb",
+    "collection",
+    re.compile(r"[^$\x00.]+(?:\.[^$\x00.]+)*"),
+    "a name without $ or NUL, not starting or ending with a dot, nor with two in a row",
+    255,
+    reserved_prefixes=("system.",),
+)
+#: ``<database>.<collection>``, a namespace, is at most 255 bytes (MongoDB 4.4 and later).
+MAX_NAMESPACE_BYTES = 255
+
+
+def check_names(database: str, collection: str) -> tuple[str, str]:
+    """A database and a collection name a user gave, checked before anything is sent."""
+    check_name(DATABASE_NAME, database)
+    check_name(COLLECTION_NAME, collection)
+    size = len(f"{database}.{collection}".encode())
+    if size > MAX_NAMESPACE_BYTES:
+        raise ConfigurationError(
+            f"mongodb: {database}.{collection[:40]}… is {size} bytes; MongoDB takes a database "
+            f"and collection of {MAX_NAMESPACE_BYTES} bytes at most together"
+        )
+    return database, collection
 
 
 def client_options(url: str, timeout: float, options: dict[str, Any]) -> dict[str, Any]:
@@ -140,15 +186,18 @@ def build_client(cls: type[Any], url: str, options: dict[str, Any]) -> Any:
         ConfigurationError: pymongo refuses an option or the URL, or warns about a URL
             option's value (pymongo ignores such a value, with a warning only).
     """
+    secrets = secret_values(options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             client = cls(url, connect=False, **options)
         except (PyMongoConfigurationError, ValueError, TypeError) as exc:
-            raise ConfigurationError(f"mongodb: {mask_url(url)}: {error_reason(exc)}") from exc
+            reason = mask_secrets(error_reason(exc), url, secrets)
+            raise ConfigurationError(f"mongodb: {mask_url(url)}: {reason}") from exc
     refused = [w for w in caught if w.category is UserWarning and "pymongo" in w.filename]
     if refused:
-        raise ConfigurationError(f"mongodb: {mask_url(url)}: {refused[0].message}")
+        reason = mask_secrets(str(refused[0].message), url, secrets)
+        raise ConfigurationError(f"mongodb: {mask_url(url)}: {reason}")
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return client
@@ -187,9 +236,15 @@ class MongoErrors(DriverErrors):
         return error_reason(exc)
 
 
-def errors_for(url: str) -> MongoErrors:
+def errors_for(url: str, secrets: Iterable[str] = ()) -> MongoErrors:
+    """The errors of a store on `url`; `secrets`: credentials given as options (``password``,
+    ``tlsCertificateKeyFilePassword``), masked like the URL's."""
     return MongoErrors(
-        "mongodb", url, unavailable=(ConnectionFailure,), failed=(PyMongoError, BSONError)
+        "mongodb",
+        url,
+        unavailable=(ConnectionFailure,),
+        failed=(PyMongoError, BSONError),
+        secrets=secrets,
     )
 
 

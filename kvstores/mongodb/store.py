@@ -26,6 +26,7 @@ from kvstores.backend import (
     merge_common_options,
     namespace_prefix,
     prefix_upper_bound,
+    secret_values,
     to_thread,
 )
 from kvstores.mongodb.connect import (
@@ -40,6 +41,7 @@ from kvstores.mongodb.connect import (
     SyncCollection,
     Target,
     build_client,
+    check_names,
     client_options,
     collection_of,
     describe,
@@ -70,6 +72,11 @@ def document_id(namespace: str | None, key: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _first_given(*names: str | None) -> str:
+    """The first name that is not `None`: one given empty is refused, not passed over."""
+    return next(name for name in names if name is not None)
 
 
 class MongoDBBase(BackendStore[V]):
@@ -136,7 +143,7 @@ class MongoDBBase(BackendStore[V]):
                     "configure the pymongo client you pass instead"
                 )
             self._wrap(client, database, collection)
-        self._errors = errors_for(self._url)
+        self._errors = errors_for(self._url, secret_values(client_options))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -166,9 +173,9 @@ class MongoDBBase(BackendStore[V]):
         parsed = parse_url(url)
         self.timeout = check_timeout(timeout)
         kwargs = client_options(parsed.url, self.timeout, options)
-        names = (
-            database or parsed.database or DEFAULT_DATABASE,
-            collection or parsed.collection or DEFAULT_COLLECTION,
+        names = check_names(
+            _first_given(database, parsed.database, DEFAULT_DATABASE),
+            _first_given(collection, parsed.collection, DEFAULT_COLLECTION),
         )
         self._url = url
         self.database_name, self.collection_name = names
@@ -190,7 +197,10 @@ class MongoDBBase(BackendStore[V]):
         worker thread (given sync) or a sync twin of the async client (given async)."""
         if isinstance(target, (MongoClient, AsyncMongoClient)):
             default = target.get_default_database(DEFAULT_DATABASE).name
-            coll = collection_of(target, database or default, collection or DEFAULT_COLLECTION)
+            names = check_names(
+                _first_given(database, default), _first_given(collection, DEFAULT_COLLECTION)
+            )
+            coll = collection_of(target, *names)
             client = target
         elif isinstance(target, (PyMongoCollection, AsyncCollection)):
             if database is not None or collection is not None:

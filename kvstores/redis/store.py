@@ -29,6 +29,7 @@ from kvstores.backend import (
     mask_url,
     merge_common_options,
     namespace_prefix,
+    secret_values,
 )
 from kvstores.redis import cluster
 from kvstores.redis.cluster import FAILOVER_PAUSE, failing_over
@@ -183,7 +184,11 @@ class RedisByteStore(BackendStore[bytes]):
         # The asyncio clients the store builds: one per event loop, closed with it.
         self._async_clients = None if make_async is None else PerLoop(make_async, aclose_client)
         self._errors = DriverErrors(
-            self.backend_name, self._url, unavailable=UNAVAILABLE, failed=DRIVER_ERRORS
+            self.backend_name,
+            self._url,
+            unavailable=UNAVAILABLE,
+            failed=DRIVER_ERRORS,
+            secrets=secret_values(client_options),  # ``password=``, ``ssl_password=``
         )
 
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, Table, create_engine
@@ -58,8 +58,8 @@ class SQLErrors(DriverErrors):
     says which (`unavailable_error`, `of`), and `convert` makes every other a `KVStoreError`.
     """
 
-    def __init__(self, backend: str, url: str, table: str) -> None:
-        super().__init__(backend, url, unavailable=(), where=f"on table {table!r}")
+    def __init__(self, backend: str, url: str, table: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__(backend, url, unavailable=(), where=f"on table {table!r}", secrets=secrets)
 
     def reason(self, exc: BaseException) -> str:
         return str(exc)  # SQLAlchemy's message names the statement too
@@ -67,7 +67,8 @@ class SQLErrors(DriverErrors):
     def unavailable_error(self, exc: BaseException) -> BackendUnavailableError:
         """The error of a server that cannot be reached: the driver's own message (SQLAlchemy's
         ``orig``), without SQLAlchemy's wrapping."""
-        return BackendUnavailableError(self.backend, self.url, getattr(exc, "orig", None) or exc)
+        reason = getattr(exc, "orig", None) or exc
+        return BackendUnavailableError(self.backend, self.url, reason, secrets=self.secrets)
 
     def of(self, exc: BaseException, unavailable: bool) -> KVStoreError:
         return self.unavailable_error(exc) if unavailable else self.convert(exc)

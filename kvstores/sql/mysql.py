@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import importlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, ClassVar
 
@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.schema import DropTable
 from sqlalchemy.sql.dml import Insert
 
-from kvstores.backend import KVStoreError
+from kvstores.backend import ConfigurationError, KVStoreError
 from kvstores.sql.dialect import Dialect, Driver, parameters_of
 from kvstores.sql.statements import Keys, Statement, Statements, Values
 from kvstores.sql.tables import COLUMNS, define_tables, whole_key
@@ -255,6 +255,18 @@ def lift_timeouts(names: Collection[str]) -> Callable[[Any, Any], None]:
     return lift
 
 
+def _check_passwords(passwords: Iterable[object]) -> None:
+    """PyMySQL and aiomysql send a `str` password as Latin-1: any other one fails at every
+    connect with a `UnicodeEncodeError` whose ``repr`` holds the whole password, so it is
+    refused before anything connects, its text never shown."""
+    for password in passwords:
+        if isinstance(password, str) and max(map(ord, password), default=0) > 0xFF:
+            raise ConfigurationError(
+                "mysql: the password has characters outside Latin-1, which PyMySQL and "
+                "aiomysql cannot send"
+            )
+
+
 class MySQL(Dialect):
     """MySQL and MariaDB: PyMySQL for sync calls (``mysql://``, ``mariadb://`` URLs), aiomysql
     for async calls where it is installed and takes the URL's parameters."""
@@ -278,6 +290,8 @@ class MySQL(Dialect):
         return frozenset(parameters_of(connection.__init__) - _PYMYSQL_NOT_IN_QUERY) | _SSL_QUERY
 
     def connect_args(self, url: URL) -> dict[str, Any]:
+        passwords = {**url.query, **self.engine_options.get("connect_args", {})}
+        _check_passwords([url.password, *(passwords.get(n) for n in ("password", "passwd"))])
         timeout = self.timeout
         args: dict[str, Any] = {"connect_timeout": timeout}
         driver = url.get_driver_name()

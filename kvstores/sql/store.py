@@ -27,6 +27,8 @@ from kvstores.backend import (
     chunked,
     coerce_byte_values,
     keyset_pages,
+    mask_url,
+    secret_values,
     to_thread,
 )
 from kvstores.sql.connections import KeptConnection, ThreadConnections, serial_lock
@@ -161,10 +163,12 @@ class SQLByteStore(BackendStore[bytes]):
             dialect = self._dialect_for(sync_dialect.name, settings)
         self._dialect = dialect
         self._schema = Schema(dialect, table, schema)
-        self._masked_url = self.url.render_as_string(hide_password=True)
-        self._errors = SQLErrors(
-            sync_dialect.name, self.url.render_as_string(hide_password=False), table
-        )
+        full_url = self.url.render_as_string(hide_password=False)
+        # Not SQLAlchemy's hide_password alone: it leaves credentials in the query
+        # (libpq's ``sslpassword``) in plain sight.
+        self._masked_url = mask_url(full_url)
+        connect_args = (engine_options or {}).get("connect_args") or {}
+        self._errors = SQLErrors(sync_dialect.name, full_url, table, secret_values(connect_args))
         driver = dialect.driver(sync_dialect.driver, owned=self._owns)
         if driver is None:
             raise ConfigurationError(

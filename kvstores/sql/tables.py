@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import (
@@ -19,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.types import TypeEngine
 
-from kvstores.backend import ConfigurationError, shorten_key
+from kvstores.backend import NameRule, check_name, shorten_key
 
 SCHEMA_VERSION = 2
 """The table layout this version writes; recorded in ``<table>_meta`` as ``schema_version``."""
@@ -101,11 +102,34 @@ def is_version_1(connection: Connection, table: Table) -> bool:
     return any(column["name"] == "key_hash" for column in columns)
 
 
+#: A table: an identifier without quotes on every dialect (the store quotes it anyway).
+#: PostgreSQL cuts identifiers at 63 bytes, and ``<table>_meta`` (``_mig1``, ``_mig2``
+#: while migrating) must fit: 58. SQLite keeps names starting with ``sqlite_`` for itself.
+TABLE_NAME = NameRule(
+    "sql",
+    "table",
+    re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    "a letter or underscore, then letters, digits or underscores",
+    58,
+    reserved_prefixes=("sqlite_",),
+    fold_case=True,
+)
+#: A schema (MySQL: a database): an identifier of at most 63 bytes (PostgreSQL's limit),
+#: none of the servers' own.
+SCHEMA_NAME = NameRule(
+    "sql",
+    "schema",
+    TABLE_NAME.pattern,
+    TABLE_NAME.allowed,
+    63,
+    reserved=frozenset({"information_schema", "performance_schema", "mysql", "sys"}),
+    reserved_prefixes=("pg_",),
+    fold_case=True,
+)
+
+
 def check_table_name(table: str, schema: str | None) -> None:
-    if not isinstance(table, str):
-        raise TypeError(f"table must be str, not {type(table).__name__}")
-    # PostgreSQL silently truncates identifiers over 63 bytes; "<table>_meta" must fit too.
-    if not table or len(table.encode()) > 58 or "\x00" in table:
-        raise ConfigurationError(f"table must be 1 to 58 bytes without NUL, got {table!r}")
-    if schema is not None and (not isinstance(schema, str) or not schema or "\x00" in schema):
-        raise ConfigurationError(f"schema must be a non-empty str without NUL, got {schema!r}")
+    """Refuse a table or schema name `TABLE_NAME` / `SCHEMA_NAME` do not allow."""
+    check_name(TABLE_NAME, table)
+    if schema is not None:
+        check_name(SCHEMA_NAME, schema)
