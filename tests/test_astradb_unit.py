@@ -656,3 +656,9 @@ def test_an_empty_collection_name_with_a_database_is_refused() -> None:
     )
     with pytest.raises(ConfigurationError, match="collection must be 1 to 48 letters"):
         AstraDBByteStore(database, collection="")
+
+
+@pytest.mark.parametrize("port", ["notaport", "0", "99999"])
+def test_a_bad_port_is_refused(port: str) -> None:
+    with pytest.raises(ConfigurationError, match="bad port"):
+        AstraDBByteStore.from_url(f"astradb+http://127.0.0.1:{port}/ks?token=t")

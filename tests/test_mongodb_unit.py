@@ -215,3 +215,24 @@ def test_nesting_and_size_limits() -> None:
     assert MAX_DOCUMENT_VALUE == 16 * 1024 * 1024 - 8 * 1024 == 16_769_024
     with pytest.raises(InvalidValueError):
         MongoDBByteStore(UNREACHABLE).check_values([b"x" * (MAX_DOCUMENT_VALUE + 1)])
+
+
+def test_an_srv_name_without_dns_records_is_an_unreachable_server() -> None:
+    """pymongo reports the DNS failure of a mongodb+srv:// host as a ConfigurationError."""
+    resolver = pytest.importorskip("dns.resolver")
+    from pymongo.errors import ConfigurationError as PyMongoConfigurationError
+
+    from kvstores.mongodb.connect import errors_for
+
+    errors = errors_for("mongodb+srv://u:s3cret@cluster0.example.invalid/db")
+    try:
+        try:
+            raise resolver.NXDOMAIN()
+        except resolver.NXDOMAIN as dns_error:
+            raise PyMongoConfigurationError("The DNS query name does not exist") from dns_error
+    except PyMongoConfigurationError as exc:
+        converted = errors.convert(exc)
+    assert isinstance(converted, BackendUnavailableError)
+    assert "s3cret" not in str(converted)
+    other = errors.convert(PyMongoConfigurationError("Only one TXT record is supported"))
+    assert not isinstance(other, BackendUnavailableError)

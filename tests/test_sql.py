@@ -994,3 +994,18 @@ def test_a_call_rolled_back_over_a_conflict_is_sent_again(
     with pytest.raises(KVStoreError, match="deadlock"):
         call()
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("charset=bogus", "unknown charset 'bogus'"), ("connect_timeout=abc", "was refused")],
+)
+def test_bad_mysql_values_in_the_url_are_refused_when_the_store_is_built(
+    query: str, message: str
+) -> None:
+    """PyMySQL failed every connect on an unknown charset with an AttributeError, and
+    SQLAlchemy's int() of connect_timeout raised a bare ValueError."""
+    pytest.importorskip("pymysql")
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        from_url(f"mysql+pymysql://u:s3cret@127.0.0.1:1/db?{query}")
+    assert "s3cret" not in str(caught.value)

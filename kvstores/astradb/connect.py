@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kvstores.backend import (
     COMMON_OPTIONS,
@@ -124,6 +124,12 @@ def parse_url(url: str, options: Mapping[str, Any]) -> Settings:
             f"astradb: the URL needs a host and no user or password (the token is token=): "
             f"{mask_url(url)!r}"
         )
+    try:
+        port = urlsplit(f"//{host}").port  # a port that is not a number raises
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigurationError(f"astradb: bad port in {mask_url(url)!r}")
     given: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
     given.update(options)
     check_options(

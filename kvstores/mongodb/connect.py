@@ -11,8 +11,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from kvstores.backend import (
     COMMON_OPTIONS,
+    BackendUnavailableError,
     ConfigurationError,
     DriverErrors,
+    KVStoreError,
     NameRule,
     check_name,
     check_options,
@@ -234,6 +236,16 @@ class MongoErrors(DriverErrors):
             detail = f"{first.get('errmsg', '')} (code {first.get('code')})"
             return f"BulkWriteError: {len(errors)} write error(s), the first: {detail}"
         return error_reason(exc)
+
+    def convert(self, exc: BaseException) -> KVStoreError:
+        # A mongodb+srv:// host whose DNS records cannot be had is a server that cannot be
+        # reached, though pymongo reports it as a ConfigurationError (from dnspython's).
+        cause = exc.__cause__
+        if isinstance(exc, PyMongoConfigurationError) and type(cause).__module__.startswith("dns."):
+            return BackendUnavailableError(
+                self.backend, self.url, self.reason(exc), secrets=self.secrets
+            )
+        return super().convert(exc)
 
 
 def errors_for(url: str, secrets: Iterable[str] = ()) -> MongoErrors:

@@ -24,6 +24,7 @@ from kvstores.backend import (
     ConfigurationError,
     DriverErrors,
     KVStoreError,
+    mask_secrets,
     require,
 )
 from kvstores.sql.connections import KeptConnection
@@ -231,6 +232,11 @@ class Dialect:
             if "Invalid argument" not in str(exc):  # SQLAlchemy's unknown engine options
                 raise
             raise ConfigurationError(f"engine_options: {exc}") from exc
+        except ConfigurationError:
+            raise
+        except ValueError as exc:  # a URL parameter the dialect converts: connect_timeout=abc
+            reason = mask_secrets(str(exc), url.render_as_string(hide_password=False))
+            raise ConfigurationError(f"a value of the URL was refused: {reason}") from exc
 
     def create_engine(self, url: URL) -> tuple[Engine, KeptConnection | None]:
         """The sync engine of a store built from `url`, and its kept connection."""

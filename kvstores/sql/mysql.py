@@ -289,6 +289,16 @@ class MySQL(Dialect):
         connection = importlib.import_module("pymysql").connections.Connection
         return frozenset(parameters_of(connection.__init__) - _PYMYSQL_NOT_IN_QUERY) | _SSL_QUERY
 
+    @classmethod
+    def check_query(cls, url: URL, given: list[str]) -> None:
+        # PyMySQL takes an unknown character set and fails each connect on it with an
+        # AttributeError.
+        charset = url.query.get("charset")
+        if isinstance(charset, str):
+            known = importlib.import_module("pymysql").charset.charset_by_name
+            if known(charset) is None:
+                raise ConfigurationError(f"mysql: unknown charset {charset!r} in the URL")
+
     def connect_args(self, url: URL) -> dict[str, Any]:
         passwords = {**url.query, **self.engine_options.get("connect_args", {})}
         _check_passwords([url.password, *(passwords.get(n) for n in ("password", "passwd"))])
