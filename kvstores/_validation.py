@@ -242,6 +242,37 @@ class NameRule:
     fold_case: bool = False
 
 
+#: Cassandra's own keyspaces: no user's keyspace takes one of their names.
+CQL_SYSTEM_KEYSPACES = frozenset(
+    {
+        "system",
+        "system_auth",
+        "system_cluster_metadata",
+        "system_distributed",
+        "system_schema",
+        "system_traces",
+        "system_views",
+        "system_virtual_schema",
+    }
+)
+_CQL_NAME = re.compile(r"[A-Za-z0-9_]{1,48}")
+
+
+def cql_name_rule(backend: str, kind: str, *, keyspace: bool = False) -> NameRule:
+    """Cassandra's rule for names, which the Data API keeps for its keyspaces and
+    collections: 1 to 48 ASCII letters, digits or underscores; a `keyspace` is none of the
+    server's own (compared in lower case: the server knows them in any case)."""
+    return NameRule(
+        backend,
+        kind,
+        _CQL_NAME,
+        "1 to 48 letters, digits or underscores",
+        48,
+        reserved=CQL_SYSTEM_KEYSPACES if keyspace else frozenset(),
+        fold_case=keyspace,
+    )
+
+
 def check_name(rule: NameRule, name: object) -> str:
     """`name` if `rule` allows it.
 

@@ -8,8 +8,8 @@ which may change without notice. Nothing here imports a driver.
   and calls the backend's hooks (`_mget`, `_mset`, `_mdelete`, `_yield_keys` and async
   twins) with non-empty, valid batches only.
 - **Checks** for a backend's own options: `check_name` (a table, collection, keyspace or
-  database name against the backend's `NameRule`, before anything is sent),
-  `check_namespace`, `check_ttl`, `check_timeout`,
+  database name against the backend's `NameRule`, before anything is sent; `cql_name_rule`
+  is Cassandra's), `check_namespace`, `check_ttl`, `check_timeout`,
   `check_options` (an unknown option or URL query parameter raises `ConfigurationError`
   naming the known ones), `split_common_options` (``namespace``/``ttl``/``timeout`` out of a
   URL's query) and `merge_common_options` (the same, keywords winning), `store_options`
@@ -84,6 +84,7 @@ from kvstores._validation import (
     check_ttl,
     coerce_byte_values,
     coerce_object_values,
+    cql_name_rule,
 )
 from kvstores.errors import (
     BackendUnavailableError,
@@ -130,6 +131,7 @@ __all__ = [
     "chunked",
     "coerce_byte_values",
     "coerce_object_values",
+    "cql_name_rule",
     "drive",
     "error_reason",
     "is_secret_name",

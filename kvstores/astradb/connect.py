@@ -4,7 +4,6 @@ configuration, so that `kvstores.astradb.store` only sends commands."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -13,9 +12,9 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
-    NameRule,
     check_name,
     check_options,
+    cql_name_rule,
     mask_url,
     require,
 )
@@ -63,31 +62,9 @@ SCHEMES = {
 }
 
 
-#: The Data API's rule for keyspace names (Cassandra's): 1 to 48 letters, digits or
-#: underscores, none of the server's own keyspaces (which it knows in any case).
-KEYSPACE_NAME = NameRule(
-    "astradb",
-    "keyspace",
-    re.compile(r"[A-Za-z0-9_]{1,48}"),
-    "1 to 48 letters, digits or underscores",
-    48,
-    reserved=frozenset(
-        {
-            "system",
-            "system_auth",
-            "system_distributed",
-            "system_schema",
-            "system_traces",
-            "system_views",
-            "system_virtual_schema",
-        }
-    ),
-    fold_case=True,
-)
-#: The Data API's rule for collection names.
-COLLECTION_NAME = NameRule(
-    "astradb", "collection", KEYSPACE_NAME.pattern, KEYSPACE_NAME.allowed, 48
-)
+#: The Data API's rules for keyspace and collection names (Cassandra's).
+KEYSPACE_NAME = cql_name_rule("astradb", "keyspace", keyspace=True)
+COLLECTION_NAME = cql_name_rule("astradb", "collection")
 
 
 class Settings(NamedTuple):

@@ -17,9 +17,9 @@ from kvstores.backend import (
     COMMON_OPTIONS,
     ConfigurationError,
     DriverErrors,
-    NameRule,
     check_name,
     check_options,
+    cql_name_rule,
     mask_url,
     require,
 )
@@ -95,30 +95,10 @@ UNAVAILABLE = (
     UnresolvableContactPoints,
 )
 DRIVER_ERRORS = (DriverException, *UNAVAILABLE)
-#: Cassandra's rule for keyspace and table names (``\w{1,48}``, ASCII); the store quotes
-#: them, so their case is kept.
-KEYSPACE_NAME = NameRule(
-    "cassandra",
-    "keyspace",
-    re.compile(r"[A-Za-z0-9_]{1,48}"),
-    "1 to 48 letters, digits or underscores",
-    48,
-    # The server's own keyspaces, which Cassandra knows in any case.
-    reserved=frozenset(
-        {
-            "system",
-            "system_auth",
-            "system_cluster_metadata",
-            "system_distributed",
-            "system_schema",
-            "system_traces",
-            "system_views",
-            "system_virtual_schema",
-        }
-    ),
-    fold_case=True,
-)
-TABLE_NAME = NameRule("cassandra", "table", KEYSPACE_NAME.pattern, KEYSPACE_NAME.allowed, 48)
+#: Cassandra's rules for keyspace and table names; the store quotes them, so their case is
+#: kept.
+KEYSPACE_NAME = cql_name_rule("cassandra", "keyspace", keyspace=True)
+TABLE_NAME = cql_name_rule("cassandra", "table")
 
 
 class Settings(NamedTuple):
