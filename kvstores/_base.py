@@ -116,7 +116,8 @@ class BackendStore(BaseStore[str, V]):
     backend_name: ClassVar[str] = "kvstores"
     #: Largest value in bytes this backend stores; `None` for no limit of its own.
     max_value_size: ClassVar[int | None] = None
-    #: Keys fetched per page by `yield_keys` / `ayield_keys`.
+    #: Keys in the first page of `yield_keys` / `ayield_keys`; the pages after it double, up
+    #: to ``PAGE_GROWTH`` (16) times it (`kvstores.backend.page_sizes`).
     page_size: int = DEFAULT_PAGE_SIZE
 
     def __init__(self, *, namespace: str | None = None, ttl: float | None = None) -> None:

@@ -7,10 +7,12 @@ from itertools import islice
 from typing import Any, TypeVar
 
 __all__ = [
+    "PAGE_GROWTH",
     "aiter_in_thread",
     "akeyset_pages",
     "chunked",
     "keyset_pages",
+    "page_sizes",
     "prefix_upper_bound",
     "to_thread",
 ]
@@ -18,6 +20,20 @@ __all__ = [
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 1000
+#: Listing pages start at the store's `page_size` and double up to this many times it: a short
+#: listing costs one small page, a long one few statements (each statement costs what a cursor
+#: pays once), and memory stays bounded by ``page_size * PAGE_GROWTH`` keys.
+PAGE_GROWTH = 16
+
+
+def page_sizes(page_size: int) -> Iterator[int]:
+    """A listing's page sizes: `page_size`, then doubling up to ``page_size * PAGE_GROWTH``."""
+    largest = page_size * PAGE_GROWTH
+    while page_size < largest:
+        yield page_size
+        page_size *= 2
+    while True:
+        yield largest
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -35,14 +51,14 @@ def keyset_pages(
     """Keyset pagination: ``fetch_page(after, limit)`` returns up to `limit` keys > `after`, sorted.
 
     Each page is a fresh query, so memory stays bounded and writes between pages never
-    invalidate a cursor.
+    invalidate a cursor. Pages grow (`page_sizes`) so that a long listing sends few queries.
     """
     after: str | None = None
-    while True:
-        page = fetch_page(after, page_size)
+    for limit in page_sizes(page_size):
+        page = fetch_page(after, limit)
         for key in page:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
             yield key
-        if len(page) < page_size:
+        if len(page) < limit:
             return
         after = page[-1]
 
@@ -53,11 +69,11 @@ async def akeyset_pages(
 ) -> AsyncIterator[str]:
     """The async twin of `keyset_pages`."""
     after: str | None = None
-    while True:
-        page = await fetch_page(after, page_size)
+    for limit in page_sizes(page_size):
+        page = await fetch_page(after, limit)
         for key in page:
             yield key
-        if len(page) < page_size:
+        if len(page) < limit:
             return
         after = page[-1]
 
@@ -80,11 +96,11 @@ async def aiter_in_thread(
     """
     iterator: Iterator[T] = await run_in_thread(make_iterator)
     try:
-        while True:
-            page: list[T] = await run_in_thread(lambda: list(islice(iterator, page_size)))
+        for limit in page_sizes(page_size):
+            page: list[T] = await run_in_thread(lambda: list(islice(iterator, limit)))  # noqa: B023 - awaited at once
             for item in page:
                 yield item
-            if len(page) < page_size:
+            if len(page) < limit:
                 return
     finally:
         close = getattr(iterator, "close", None)

@@ -15,8 +15,9 @@ which may change without notice. Nothing here imports a driver.
   URL's query) and `merge_common_options` (the same, keywords winning), `store_options`
   and `path_from_url`.
 - **Batches and pages**: `chunked`, `keyset_pages` / `akeyset_pages` (a page of keys after
-  the last one, until a short page), `prefix_upper_bound` (``prefix <= key < bound``, an
-  index range).
+  the last one, until a short page), `page_sizes` (a listing's pages start at `page_size`
+  and double up to ``PAGE_GROWTH`` times it), `prefix_upper_bound` (``prefix <= key <
+  bound``, an index range).
 - **Programs**: an operation written once as a generator of requests (`Program`), run by
   `drive` with sync I/O or `adrive` with async I/O (`advance` and `Done` to step one by
   hand), so that only the I/O differs between a backend's sync and async methods.
@@ -49,10 +50,12 @@ from kvstores._base import BackendStore, BaseStore, ByteStore
 from kvstores._json import check_json_like
 from kvstores._paging import (
     DEFAULT_PAGE_SIZE,
+    PAGE_GROWTH,
     aiter_in_thread,
     akeyset_pages,
     chunked,
     keyset_pages,
+    page_sizes,
     prefix_upper_bound,
     to_thread,
 )
@@ -100,6 +103,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ENTRY_POINT_GROUP",
     "MAX_KEY_LENGTH",
+    "PAGE_GROWTH",
     "BackendStore",
     "BackendUnavailableError",
     "BaseStore",
@@ -140,6 +144,7 @@ __all__ = [
     "mask_url",
     "merge_common_options",
     "namespace_prefix",
+    "page_sizes",
     "path_from_url",
     "prefix_upper_bound",
     "require",

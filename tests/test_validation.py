@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from enum import Enum
+from itertools import islice
 
 import pytest
 
 from kvstores.backend import (
+    PAGE_GROWTH,
     aiter_in_thread,
     akeyset_pages,
     check_keys,
@@ -16,6 +18,7 @@ from kvstores.backend import (
     chunked,
     coerce_byte_values,
     keyset_pages,
+    page_sizes,
     prefix_upper_bound,
 )
 from kvstores.errors import InvalidKeyError, InvalidValueError
@@ -81,11 +84,11 @@ def test_keyset_pages() -> None:
     calls = []
 
     def fetch(after: str | None, limit: int) -> list[str]:
-        calls.append(after)
+        calls.append((after, limit))
         return [k for k in data if after is None or k > after][:limit]
 
     assert list(keyset_pages(fetch, 10)) == data
-    assert calls == [None, "k009", "k019"]
+    assert calls == [(None, 10), ("k009", 20)]  # pages grow: 10, then 20 (15 left: the end)
 
     async def afetch(after: str | None, limit: int) -> list[str]:
         return fetch(after, limit)
@@ -94,6 +97,27 @@ def test_keyset_pages() -> None:
         return [k async for k in akeyset_pages(afetch, 10)]
 
     assert asyncio.run(collect()) == data
+
+
+def test_page_sizes_double_up_to_the_bound() -> None:
+    sizes = list(islice(page_sizes(1000), 7))
+    assert sizes == [1000, 2000, 4000, 8000, 16000, 16000, 16000]
+    assert PAGE_GROWTH == 16
+    assert list(islice(page_sizes(1), 6)) == [1, 2, 4, 8, 16, 16]
+
+
+def test_keyset_pages_bounded_on_a_long_listing() -> None:
+    data = [f"k{i:06d}" for i in range(200_000)]
+    limits = []
+
+    def fetch(after: str | None, limit: int) -> list[str]:
+        limits.append(limit)
+        start = 0 if after is None else int(after[1:]) + 1
+        return data[start : start + limit]
+
+    assert sum(1 for _ in keyset_pages(fetch, 1000)) == len(data)
+    assert max(limits) == 16_000
+    assert limits[:5] == [1000, 2000, 4000, 8000, 16000]
 
 
 def test_aiter_in_thread_pages_and_closes() -> None:
