@@ -8,16 +8,18 @@ by code point, ``value`` blob) and does what a user of the driver writes:
 
 - sqlite3 (WAL, ``synchronous=NORMAL``): ``executemany`` of ``INSERT … ON CONFLICT DO
   UPDATE`` and a commit; ``SELECT … WHERE key IN (…)``; ``DELETE … WHERE key IN (…)``;
-  listing by pages of ``key >= ? AND key < ? AND key > last ORDER BY key LIMIT 1000``.
+  listing by one statement ``key >= ? AND key < ? ORDER BY key``, its cursor iterated (the
+  physical limit: the store pages, with bounded memory, and must come close to it).
   Async: the sync calls in a worker thread.
 - psycopg 3 (autocommit): ``INSERT … SELECT * FROM unnest(%b::text[], %b::bytea[]) ON
-  CONFLICT DO UPDATE``, ``= ANY(%b::text[])``, the same paged range on a ``COLLATE "C"``
-  key. Arrays go and rows come in binary (``binary=True``), the fast way: in text, every
-  byte of a bytea is escaped or hex-encoded, and a value read takes twice as long. Async:
+  CONFLICT DO UPDATE``, ``= ANY(%b::text[])``, the same one-statement range on a
+  ``COLLATE "C"`` key. Arrays go and rows come in binary (``binary=True``), the fast way: in
+  text, every byte of a bytea is escaped or hex-encoded, and a value read takes twice as
+  long. Async:
   ``psycopg.AsyncConnection``. Both sides' tables are vacuumed (until every page is marked
   visible) and analyzed, untimed, after every reset and every timed write (see ``_vacuum``).
 - PyMySQL (autocommit): ``executemany`` of ``INSERT … ON DUPLICATE KEY UPDATE`` (which
-  PyMySQL sends as one multi-row statement), ``IN (…)``, the paged range on a
+  PyMySQL sends as one multi-row statement), ``IN (…)``, the one-statement range on a
   ``utf8mb4_bin`` key. Async: the sync calls in a worker thread.
 
 ``--prefix-scaling`` instead times listing the 10 keys under a prefix in a namespace of
@@ -59,7 +61,7 @@ from kvstores.benchmark import (
 )
 from kvstores.sql import SQLByteStore
 
-PAGE = 1000  # keys per listing page, on both sides
+PAGE = 1000  # keys per listing page of --prefix-scaling
 
 
 def _in(n: int, mark: str) -> str:
@@ -99,20 +101,14 @@ class RawSQLite(ThreadedBaseline):
             self.db.commit()
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
-        upper = prefix_upper_bound(prefix)
-        after = ""
-        while True:
-            with self.lock:
-                rows = self.db.execute(
-                    "SELECT key FROM raw WHERE key >= ? AND key < ? AND key > ? "
-                    "ORDER BY key LIMIT ?",
-                    (prefix, upper, after, PAGE),
-                ).fetchall()
-            for (key,) in rows:
+        # One statement, its rows stepped through by the cursor: the physical limit.
+        with self.lock:
+            cursor = self.db.execute(
+                "SELECT key FROM raw WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, prefix_upper_bound(prefix)),
+            )
+            for (key,) in cursor:
                 yield key
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
 
     def close(self) -> None:
         self.db.close()
@@ -137,9 +133,7 @@ class RawPsycopg:
         )
         self.select = f"SELECT key, value FROM {t} WHERE key = ANY(%b::text[])"
         self.delete = f"DELETE FROM {t} WHERE key = ANY(%b::text[])"
-        self.page = (
-            f"SELECT key FROM {t} WHERE key >= %s AND key < %s AND key > %s ORDER BY key LIMIT %s"
-        )
+        self.listing = f"SELECT key FROM {t} WHERE key >= %s AND key < %s ORDER BY key"
 
     async def _adb_(self) -> Any:
         if self._adb is None:  # on the harness's (single) event loop
@@ -159,14 +153,11 @@ class RawPsycopg:
         self.db.execute(self.delete, (list(keys),))
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
-        upper, after = prefix_upper_bound(prefix), ""
-        while True:
-            rows = self.db.execute(self.page, (prefix, upper, after, PAGE), binary=True).fetchall()
-            for (key,) in rows:
-                yield key
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        # One statement, every row in its one reply (binary), iterated: the physical limit.
+        for (key,) in self.db.execute(
+            self.listing, (prefix, prefix_upper_bound(prefix)), binary=True
+        ):
+            yield key
 
     async def amset(self, pairs: Sequence[Pair], /) -> None:
         db = await self._adb_()
@@ -183,16 +174,9 @@ class RawPsycopg:
 
     async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
         db = await self._adb_()
-        upper, after = prefix_upper_bound(prefix), ""
-        while True:
-            rows = await (
-                await db.execute(self.page, (prefix, upper, after, PAGE), binary=True)
-            ).fetchall()
-            for (key,) in rows:
-                yield key
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        cursor = await db.execute(self.listing, (prefix, prefix_upper_bound(prefix)), binary=True)
+        async for (key,) in cursor:
+            yield key
 
     def close(self) -> None:
         self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
@@ -250,20 +234,15 @@ class RawPyMySQL(ThreadedBaseline):
             )
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
-        upper, after = prefix_upper_bound(prefix), ""
-        while True:
-            with self.lock, self.db.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT `key` FROM {self.table} WHERE `key` >= %s AND `key` < %s "
-                    "AND `key` > %s ORDER BY `key` LIMIT %s",
-                    (prefix, upper, after, PAGE),
-                )
-                rows = cursor.fetchall()
-            for (key,) in rows:
-                yield key
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        # One statement, its whole result read at once (PyMySQL's default cursor).
+        with self.lock, self.db.cursor() as cursor:
+            cursor.execute(
+                f"SELECT `key` FROM {self.table} WHERE `key` >= %s AND `key` < %s ORDER BY `key`",
+                (prefix, prefix_upper_bound(prefix)),
+            )
+            rows = cursor.fetchall()
+        for (key,) in rows:
+            yield key
 
     def close(self) -> None:
         with self.db.cursor() as cursor:

@@ -9,6 +9,7 @@ import hashlib
 import importlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Table, event, text
@@ -121,7 +122,7 @@ class MySQLStatements(Statements):
         return "%s", ",".join(["%s"] * n), "%s"
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
-        return [row[0].decode() for row in rows]
+        return list(map(bytes.decode, map(itemgetter(0), rows)))
 
     def whole_keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
         return [whole_key(column.decode(), rest.decode()) for column, rest in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from kvstores.backend import prefix_upper_bound
@@ -176,12 +177,15 @@ class Statements:
             # Long keys sharing the prefix's first 256 characters: their `key` columns are
             # those characters and 64 hex digits, all of which sort below "g".
             mode, rest = "long", prefix[HEAD:]
-            params["head"], params["head_hi"] = t(prefix[:HEAD]), t(prefix[:HEAD] + "g")
+            params["head_hi"] = t(prefix[:HEAD] + "g")
+            if after is None:
+                params["head"] = t(prefix[:HEAD])
             params["lo"] = t(rest)
             upper = prefix_upper_bound(rest)
         elif prefix:
             mode = "short"
-            params["lo"] = t(prefix)
+            if after is None:
+                params["lo"] = t(prefix)
             upper = prefix_upper_bound(prefix)
         else:
             mode, upper = "all", None
@@ -201,11 +205,15 @@ class Statements:
         c, ph = self.c, self.ph
         where = [f"{c['namespace']} = {ph('ns')}"]
         if mode == "short":
-            where.append(f"{c['key']} >= {ph('lo')}")
+            # After a first page, `after` (a key with the prefix) is the only lower bound:
+            # given both, SQLite seeks to the prefix and steps over every earlier page's rows.
+            if not after:
+                where.append(f"{c['key']} >= {ph('lo')}")
             if upper:
                 where.append(f"{c['key']} < {ph('hi')}")
         elif mode == "long":
-            where.append(f"{c['key']} > {ph('head')}")
+            if not after:
+                where.append(f"{c['key']} > {ph('head')}")
             where.append(f"{c['key']} < {ph('head_hi')}")
             where.append(f"{c['key_rest']} >= {ph('lo')}")
             if upper:
@@ -241,7 +249,7 @@ class Statements:
         return None
 
     def keys_of(self, rows: Sequence[tuple[Any, ...]]) -> list[str]:
-        return [row[0] for row in rows]
+        return list(map(itemgetter(0), rows))
 
     def read_page(self, rows: Sequence[tuple[Any, ...]]) -> tuple[list[str], bool, bool]:
         """``(key columns, expiring, long)`` of a page: whether the namespace is marked as

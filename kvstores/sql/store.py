@@ -56,6 +56,18 @@ CONFLICT_PAUSE = 0.02
 _MAX_VALUE = 16 * 1024 * 1024
 
 
+class _Listing:
+    """What one listing learned at its first page: whether its namespace is marked as holding
+    expiring rows (`None`: not asked yet). Asked once per listing, not once per page: a row
+    another store writes with a ttl after the listing began may or may not be listed, as any
+    row written during a listing."""
+
+    __slots__ = ("expiry",)
+
+    def __init__(self) -> None:
+        self.expiry: bool | None = None
+
+
 class SQLByteStore(BackendStore[bytes]):
     """Bytes in one SQL table (SQLite, PostgreSQL, MySQL/MariaDB) via SQLAlchemy 2, sync and async.
 
@@ -390,7 +402,7 @@ class SQLByteStore(BackendStore[bytes]):
     def _yield_keys(self, prefix: str) -> Iterator[str]:
         # `keyset_pages` is the generator itself (a wrapper generator would cost a resume per
         # key); the first page, not this call, sets up the schema and connects.
-        fetch_page = functools.partial(self._run, self._page_plan, prefix)
+        fetch_page = functools.partial(self._run, self._page_plan, prefix, _Listing())
         return keyset_pages(fetch_page, self.page_size)
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
@@ -398,7 +410,7 @@ class SQLByteStore(BackendStore[bytes]):
             # One thread hop per page, on SQLite the store's own worker thread (`_in_thread`).
             listing = functools.partial(self._yield_keys, prefix)
             return aiter_in_thread(listing, self.page_size, self._in_thread)
-        fetch_page = functools.partial(self._arun, self._page_plan, prefix)
+        fetch_page = functools.partial(self._arun, self._page_plan, prefix, _Listing())
         return akeyset_pages(fetch_page, self.page_size)
 
     def _count_keys(self, prefix: str) -> int | None:
@@ -485,18 +497,29 @@ class SQLByteStore(BackendStore[bytes]):
         return None
 
     def _page_plan(
-        self, statements: Statements, prefix: str, after: str | None, limit: int
+        self,
+        statements: Statements,
+        prefix: str,
+        listing: _Listing,
+        after: str | None,
+        limit: int,
     ) -> Plan[list[str]]:
         """A page of keys after `after`."""
-        return Plan(self._page_steps(statements, prefix, after, limit), "rows")
+        return Plan(self._page_steps(statements, prefix, listing, after, limit), "rows")
 
     def _page_steps(
-        self, statements: Statements, prefix: str, after: str | None, limit: int
+        self,
+        statements: Statements,
+        prefix: str,
+        listing: _Listing,
+        after: str | None,
+        limit: int,
     ) -> Steps[list[str]]:
-        expiry = self._must_filter_expired(statements)
+        expiry = self._must_filter_expired(statements) or listing.expiry
         if expiry is None and not statements.marks_in_page:
             rows = yield statements.mark_lookup(self._ns)
             self._marked = expiry = bool(rows)  # marks are never removed
+            listing.expiry = expiry
         column = None if after is None else column_of(after)
         page = functools.partial(statements.page, self._ns, prefix, column, limit, time.time())
         keys, expiring, long = statements.read_page((yield page(expiry=bool(expiry))))
