@@ -98,7 +98,10 @@ class Statements:
 
     def _in_list(self, kind: str, n: int) -> str:
         """The text of a `select` (`kind`) or `delete` of `n` keys in an ``IN (…)`` list."""
-        return self._cached((kind, n), lambda: self._in_list_sql(kind, n))
+        sql = self._cache.get((kind, n))  # what `_cached` does, without a closure per call
+        return (
+            sql if sql is not None else self._cached((kind, n), lambda: self._in_list_sql(kind, n))
+        )
 
     def _in_list_sql(self, kind: str, n: int) -> str:
         c = self.c

@@ -479,8 +479,11 @@ class SQLByteStore(BackendStore[bytes]):
     def _read_steps(self, statements: Statements, keys: list[str]) -> Steps[list[bytes | None]]:
         columns = columns_of(keys)
         now = time.time()
-        found: dict[Any, bytes] = {}
         # A key asked twice is harmless in IN (…) / ANY(…): no need to deduplicate.
+        if len(columns) <= statements.key_chunk():  # one statement (most calls)
+            found = dict((yield statements.select(self._ns, columns, now)))
+            return statements.values_in_order(columns, found)
+        found = {}
         for chunk in chunked(columns, statements.key_chunk()):
             found.update((yield statements.select(self._ns, chunk, now)))
         return statements.values_in_order(columns, found)
