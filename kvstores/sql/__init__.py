@@ -95,7 +95,8 @@ namespaces never marked (there the check reads each table row, not just the inde
   MySQL (aiomysql) get a native async engine, made lazily, one per event loop (async
   connections belong to their loop), disposed when that loop shuts down if not before
   (MySQL async calls run PyMySQL in worker threads when aiomysql is missing or the URL
-  carries a parameter only PyMySQL takes, such as ``read_timeout`` or ``ssl_ca``). A URL
+  carries a parameter only PyMySQL takes, such as ``read_timeout`` or ``ssl_ca``; and
+  MySQL's ``ayield_keys`` always does, a page per hop: aiomysql reads rows slower). A URL
   naming an async driver (``sqlite+aiosqlite://``, ``postgresql+psycopg_async://``,
   ``mysql+aiomysql://``, ``postgresql+asyncpg://``) needs it installed and is served as
   the same URL with the store's drivers. ``namespace``, ``ttl`` and ``timeout`` in the

@@ -154,6 +154,9 @@ class Dialect:
     thread_connections: ClassVar[bool] = False
     #: Whether async calls that run in worker threads share one (and its connection).
     one_worker_thread: ClassVar[bool] = False
+    #: Whether `ayield_keys` runs the sync listing in a worker thread (one hop per page)
+    #: even where the async driver is native, because the sync driver reads rows faster.
+    async_listing_in_thread: ClassVar[bool] = False
     #: The isolation level of the transaction setting up the tables (`None`: as it comes).
     setup_isolation: ClassVar[str | None] = None
     #: Whether DDL is transactional (a migration is one transaction).

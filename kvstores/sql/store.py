@@ -406,7 +406,7 @@ class SQLByteStore(BackendStore[bytes]):
         return keyset_pages(fetch_page, self.page_size)
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
-        if self._async is None:
+        if self._async is None or self._dialect.async_listing_in_thread:
             # One thread hop per page, on SQLite the store's own worker thread (`_in_thread`).
             listing = functools.partial(self._yield_keys, prefix)
             return aiter_in_thread(listing, self.page_size, self._in_thread)
