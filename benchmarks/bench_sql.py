@@ -2,6 +2,7 @@
 
 python benchmarks/bench_sql.py [--backends sqlite,postgres,mysql] [--batches 1,100,1000] ...
 python benchmarks/bench_sql.py --prefix-scaling [--backends ...]
+python benchmarks/bench_sql.py --per-call [--backends ...]
 
 Each raw baseline has its own table with the natural schema (``key`` primary key compared
 by code point, ``value`` blob) and does what a user of the driver writes:
@@ -25,6 +26,11 @@ by code point, ``value`` blob) and does what a user of the driver writes:
 ``--prefix-scaling`` instead times listing the 10 keys under a prefix in a namespace of
 2,000 keys and in one of 200,000, and prints the plan of the page query: with an index
 range scan the two take about the same time.
+
+``--per-call`` instead breaks one single-key call down, in µs: the raw driver's call, the
+store's, and what the store adds: the batch checks, building the statement and reading
+the reply (the plan, run without I/O), and the session (connection, cursor, autocommit:
+the store running ``SELECT 1`` against the raw connection running it).
 
 The PostgreSQL and MySQL URLs default to $KVSTORES_TEST_POSTGRES_URL and
 $KVSTORES_TEST_MYSQL_URL (``eval "$(scripts/services.sh env)"``); a backend without a URL is
@@ -392,6 +398,96 @@ def prefix_scaling(args: argparse.Namespace) -> None:
                 print(f"{name:<9} {total:>7,}  {seconds * 1e6:>10,.0f} µs            {plan}")
 
 
+# Per-call breakdown
+
+
+def _per_call_us(call: Callable[[], object], calls: int, rounds: int) -> float:
+    """The fastest of `rounds` means of `calls` calls, in µs (noise only slows calls down)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+def _one_statement(sql: str) -> Iterator[Any]:
+    rows = yield sql, ()
+    return rows
+
+
+def _offline(plan: Any) -> object:
+    """Run a plan's steps with an empty reply to each statement: its Python work, no I/O."""
+    steps = plan.steps
+    try:
+        next(steps)
+        while True:
+            steps.send([])
+    except StopIteration as done:
+        return done.value
+
+
+def _raw_select_1(raw: Any) -> Callable[[], object]:
+    if isinstance(raw, RawSQLite):
+
+        def sqlite_one() -> object:
+            with raw.lock:
+                return raw.db.execute("SELECT 1").fetchall()
+
+        return sqlite_one
+    if isinstance(raw, RawPsycopg):
+        return lambda: raw.db.execute("SELECT 1", prepare=True).fetchall()
+
+    def mysql_one() -> object:
+        with raw.lock, raw.db.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchall()
+
+    return mysql_one
+
+
+def per_call(args: argparse.Namespace) -> None:
+    """What one single-key call costs on each side, and where the store's extra goes."""
+    from kvstores._validation import check_keys
+    from kvstores.sql.sessions import Plan
+
+    key, value = "a/0000001", bytes(1024)
+    calls, rounds = 2000, 15
+    with cases(args) as built:
+        for case in built:
+            store, raw = case.store, case.baseline
+            assert isinstance(store, SQLByteStore)
+            store.mset([(key, value)])
+            raw.mset([(key, value)])  # type: ignore[union-attr]
+            statements = store._statements
+            assert statements is not None
+            rows = [
+                ("mget hit", lambda: store.mget([key]), lambda: raw.mget([key])),  # type: ignore[union-attr]
+                ("mget miss", lambda: store.mget(["m/1"]), lambda: raw.mget(["m/1"])),  # type: ignore[union-attr]
+                ("mset", lambda: store.mset([(key, value)]), lambda: raw.mset([(key, value)])),  # type: ignore[union-attr]
+            ]
+            session = _per_call_us(
+                lambda: store._sessions.run(Plan(_one_statement("SELECT 1"), "rows")), calls, rounds
+            ) - _per_call_us(_raw_select_1(raw), calls, rounds)
+            checks = _per_call_us(lambda: check_keys([key]), calls, rounds)
+            plan = _per_call_us(
+                lambda: _offline(store._read_plan(statements, [key])), calls, rounds
+            )
+            print(f"{case.backend}: one call, µs (fastest of {rounds} means of {calls} calls)")
+            for name, kv, baseline in rows:
+                kv_us = _per_call_us(kv, calls, rounds)
+                raw_us = _per_call_us(baseline, calls, rounds)
+                print(
+                    f"  {name:9s}  raw {raw_us:7.1f}  kvstores {kv_us:7.1f}  "
+                    f"+{kv_us - raw_us:5.1f}  ratio {raw_us / kv_us:4.2f}"
+                )
+            print(
+                f"  of a read's extra: checks {checks:.1f}, statement and reply (no I/O) "
+                f"{plan:.1f}, session (connection, cursor) {session:.1f}"
+            )
+
+
 if __name__ == "__main__":
     parser = build_parser(__doc__)
     parser.add_argument(
@@ -407,8 +503,13 @@ if __name__ == "__main__":
         "--prefix-scaling", action="store_true", help="time listing a prefix as the table grows"
     )
     parser.add_argument("--runs", type=int, default=50, help="listings timed per size (scaling)")
+    parser.add_argument(
+        "--per-call", action="store_true", help="break one single-key call down, in µs"
+    )
     options, _ = parser.parse_known_args()
     if options.prefix_scaling:
         prefix_scaling(options)
+    elif options.per_call:
+        per_call(options)
     else:
         main(cases, parser=parser)

@@ -1044,3 +1044,34 @@ def test_bad_mysql_values_in_the_url_are_refused_when_the_store_is_built(
     with pytest.raises(ConfigurationError, match=message) as caught:
         from_url(f"mysql+pymysql://u:s3cret@127.0.0.1:1/db?{query}")
     assert "s3cret" not in str(caught.value)
+
+
+# The connection kept between calls
+
+
+def test_a_kept_connection_is_recycled_as_the_pool_would(tmp_path: Path) -> None:
+    from sqlalchemy.pool import QueuePool
+
+    from kvstores.sql.connections import KeptConnection
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}", poolclass=QueuePool)
+    try:
+        assert KeptConnection.for_engine(engine, {"pool_pre_ping": True}) is None
+        assert KeptConnection.for_engine(engine, {"pool_recycle": 10}, recycles=False) is None
+        kept = KeptConnection.for_engine(engine, {"pool_recycle": 10})
+        assert kept is not None
+        pool: Any = engine.pool
+        fairy = engine.raw_connection()
+        assert kept.keep(fairy)
+        assert kept.take() is fairy  # used again at once: kept
+        assert kept.keep(fairy)
+        kept._kept_at -= 11  # idle past the recycle time
+        assert kept.take() is None
+        assert pool.checkedout() == 0  # back in the pool, which replaces it at checkout
+        fairy = engine.raw_connection()
+        fairy.info["kvstores_kept_since"] = time.monotonic() - 11  # first kept 11 s ago
+        assert not kept.keep(fairy)  # older than the recycle time: not kept
+        fairy.close()
+        assert pool.checkedout() == 0
+    finally:
+        engine.dispose()

@@ -260,7 +260,8 @@ class Dialect:
         kwargs = self.engine_kwargs(url)
         engine = self._create(create_async_engine, url, kwargs)
         self.on_connect(engine.sync_engine, url)
-        return engine, KeptConnection.for_engine(engine.sync_engine, kwargs)
+        # Async: not with recycling (closing a stale connection would need the loop's I/O).
+        return engine, KeptConnection.for_engine(engine.sync_engine, kwargs, recycles=False)
 
     def native_async(self, url: URL) -> str | None:
         """The async driver of native async calls on engines the store makes from `url`,
