@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -412,7 +412,7 @@ def _per_call_us(call: Callable[[], object], calls: int, rounds: int) -> float:
     return best * 1e6
 
 
-def _one_statement(sql: str) -> Iterator[Any]:
+def _one_statement(sql: str) -> Generator[tuple[str, Any], Any, Any]:
     rows = yield sql, ()
     return rows
 
@@ -449,43 +449,44 @@ def _raw_select_1(raw: Any) -> Callable[[], object]:
 
 def per_call(args: argparse.Namespace) -> None:
     """What one single-key call costs on each side, and where the store's extra goes."""
+    with cases(args) as built:
+        for case in built:
+            assert isinstance(case.store, SQLByteStore)
+            _per_call_case(case.backend, case.store, case.baseline)
+
+
+def _per_call_case(backend: str, store: SQLByteStore, raw: Any) -> None:
     from kvstores._validation import check_keys
     from kvstores.sql.sessions import Plan
 
     key, value = "a/0000001", bytes(1024)
     calls, rounds = 2000, 15
-    with cases(args) as built:
-        for case in built:
-            store, raw = case.store, case.baseline
-            assert isinstance(store, SQLByteStore)
-            store.mset([(key, value)])
-            raw.mset([(key, value)])  # type: ignore[union-attr]
-            statements = store._statements
-            assert statements is not None
-            rows = [
-                ("mget hit", lambda: store.mget([key]), lambda: raw.mget([key])),  # type: ignore[union-attr]
-                ("mget miss", lambda: store.mget(["m/1"]), lambda: raw.mget(["m/1"])),  # type: ignore[union-attr]
-                ("mset", lambda: store.mset([(key, value)]), lambda: raw.mset([(key, value)])),  # type: ignore[union-attr]
-            ]
-            session = _per_call_us(
-                lambda: store._sessions.run(Plan(_one_statement("SELECT 1"), "rows")), calls, rounds
-            ) - _per_call_us(_raw_select_1(raw), calls, rounds)
-            checks = _per_call_us(lambda: check_keys([key]), calls, rounds)
-            plan = _per_call_us(
-                lambda: _offline(store._read_plan(statements, [key])), calls, rounds
-            )
-            print(f"{case.backend}: one call, µs (fastest of {rounds} means of {calls} calls)")
-            for name, kv, baseline in rows:
-                kv_us = _per_call_us(kv, calls, rounds)
-                raw_us = _per_call_us(baseline, calls, rounds)
-                print(
-                    f"  {name:9s}  raw {raw_us:7.1f}  kvstores {kv_us:7.1f}  "
-                    f"+{kv_us - raw_us:5.1f}  ratio {raw_us / kv_us:4.2f}"
-                )
-            print(
-                f"  of a read's extra: checks {checks:.1f}, statement and reply (no I/O) "
-                f"{plan:.1f}, session (connection, cursor) {session:.1f}"
-            )
+    store.mset([(key, value)])
+    raw.mset([(key, value)])
+    statements = store._statements
+    assert statements is not None
+    rows: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+        ("mget hit", lambda: store.mget([key]), lambda: raw.mget([key])),
+        ("mget miss", lambda: store.mget(["m/1"]), lambda: raw.mget(["m/1"])),
+        ("mset", lambda: store.mset([(key, value)]), lambda: raw.mset([(key, value)])),
+    ]
+    session = _per_call_us(
+        lambda: store._sessions.run(Plan(_one_statement("SELECT 1"), "rows")), calls, rounds
+    ) - _per_call_us(_raw_select_1(raw), calls, rounds)
+    checks = _per_call_us(lambda: check_keys([key]), calls, rounds)
+    plan = _per_call_us(lambda: _offline(store._read_plan(statements, [key])), calls, rounds)
+    print(f"{backend}: one call, µs (fastest of {rounds} means of {calls} calls)")
+    for name, kv, baseline in rows:
+        kv_us = _per_call_us(kv, calls, rounds)
+        raw_us = _per_call_us(baseline, calls, rounds)
+        print(
+            f"  {name:9s}  raw {raw_us:7.1f}  kvstores {kv_us:7.1f}  "
+            f"+{kv_us - raw_us:5.1f}  ratio {raw_us / kv_us:4.2f}"
+        )
+    print(
+        f"  of a read's extra: checks {checks:.1f}, statement and reply (no I/O) "
+        f"{plan:.1f}, session (connection, cursor) {session:.1f}"
+    )
 
 
 if __name__ == "__main__":
