@@ -8,9 +8,10 @@ package (``pip install -c constraints.txt -r benchmarks/requirements.txt`` insta
 all).
 
 LangChain's stores are passed as they are (a ``BaseStore`` has the harness's methods), with
-two exceptions, each an adapter below: `SyncAsync` (LangChain's ``SQLStore`` serves either
-sync or async calls, never both) and `GlobPrefix` (LangChain's ``RedisStore`` takes its
-``prefix`` as a glob pattern).
+three exceptions, each an adapter below: `SyncAsync` (LangChain's ``SQLStore`` serves either
+sync or async calls, never both), `GlobPrefix` (LangChain's ``RedisStore`` takes its
+``prefix`` as a glob pattern) and `InLimit` (LangChain's ``AstraDBByteStore`` sends all the
+keys of a call in one ``$in``, which the Data API refuses past 100).
 """
 
 from __future__ import annotations
@@ -112,6 +113,49 @@ class GlobPrefix:
             yield key
 
 
+class InLimit:
+    """Calls of at most `limit` keys to `store` (mget, mdelete and their async twins).
+
+    LangChain's ``AstraDBByteStore`` sends the keys of an ``mget`` or ``mdelete`` in one
+    ``$in`` filter, which the Data API refuses past 100 values; the harness resets state in
+    calls of 1,000 keys. kvstores and the raw side split their calls the same way.
+    """
+
+    def __init__(self, store: Any, limit: int = 100) -> None:
+        self.store, self.limit = store, limit
+
+    def _split(self, keys: Sequence[str]) -> list[Sequence[str]]:
+        return [keys[i : i + self.limit] for i in range(0, len(keys), self.limit)]
+
+    def mset(self, pairs: Sequence[Pair], /) -> None:
+        self.store.mset(pairs)
+
+    def mget(self, keys: Sequence[str], /) -> Sequence[bytes | None]:
+        return [value for chunk in self._split(keys) for value in self.store.mget(chunk)]
+
+    def mdelete(self, keys: Sequence[str], /) -> None:
+        for chunk in self._split(keys):
+            self.store.mdelete(chunk)
+
+    def yield_keys(self, *, prefix: str) -> Iterable[str]:
+        keys: Iterable[str] = self.store.yield_keys(prefix=prefix)
+        return keys
+
+    async def amset(self, pairs: Sequence[Pair], /) -> None:
+        await self.store.amset(pairs)
+
+    async def amget(self, keys: Sequence[str], /) -> Sequence[bytes | None]:
+        return [value for chunk in self._split(keys) for value in await self.store.amget(chunk)]
+
+    async def amdelete(self, keys: Sequence[str], /) -> None:
+        for chunk in self._split(keys):
+            await self.store.amdelete(chunk)
+
+    async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
+        async for key in self.store.ayield_keys(prefix=prefix):
+            yield key
+
+
 def _delete_all(store: Any) -> None:
     keys = list(store.yield_keys(prefix=""))
     for start in range(0, len(keys), 100):
@@ -178,7 +222,9 @@ def langchain_sql(url: Any, namespace: str) -> Iterator[Target | None]:
     """``langchain_community.storage.SQLStore`` on the SQLAlchemy `url` (its sync driver;
     async calls go to a second SQLStore on the same database with an async driver), in its
     own table ``langchain_key_value_stores`` under `namespace`. On exit the namespace's rows
-    are deleted, and the table dropped if it was made here."""
+    are deleted, and the table dropped if it was made here. None (and a line saying why)
+    where SQLStore cannot make its table: on MySQL its ``String`` key columns have no
+    length."""
     try:
         import sqlalchemy
         from langchain_community.storage import SQLStore
@@ -188,7 +234,13 @@ def langchain_sql(url: Any, namespace: str) -> Iterator[Target | None]:
         return
     sync = SQLStore(namespace=namespace, db_url=url.render_as_string(hide_password=False))
     existed = sqlalchemy.inspect(sync.engine).has_table("langchain_key_value_stores")
-    sync.create_schema()
+    try:
+        sync.create_schema()
+    except sqlalchemy.exc.CompileError as exc:  # MySQL: its key columns have no length
+        print(f"sql ({url.get_backend_name()}): no LangChain side: SQLStore {exc}", file=sys.stderr)
+        sync.engine.dispose()
+        yield None
+        return
     async_url = _async_url(url).render_as_string(hide_password=False)
     async_ = SQLStore(namespace=namespace, db_url=async_url, async_mode=True)
     try:
@@ -225,19 +277,33 @@ def langchain_mongodb(url: str, collection: str) -> Iterator[Target | None]:
 
 @contextmanager
 def langchain_cassandra(session: Any, keyspace: str, table: str) -> Iterator[Target | None]:
-    """``langchain_community.storage.CassandraByteStore`` on `session`, in `table` (dropped
-    on exit)."""
+    """``langchain_community.storage.CassandraByteStore`` on the cluster of `session`, in
+    `table` (dropped on exit).
+
+    It gets a cluster connection of its own, with the driver's default execution profile:
+    it reads rows by column name, and kvstores' session returns plain tuples.
+    """
     try:
+        from cassandra.cluster import Cluster
         from langchain_community.storage import CassandraByteStore
     except ModuleNotFoundError as exc:
         _missing("cassandra", "langchain-community", exc)
         yield None
         return
-    store = CassandraByteStore(table, session=session, keyspace=keyspace)
+    theirs = session.cluster
+    cluster = Cluster(
+        contact_points=theirs.contact_points,
+        port=theirs.port,
+        auth_provider=theirs.auth_provider,
+        ssl_context=theirs.ssl_context,
+        protocol_version=theirs.protocol_version,
+    )
+    own = cluster.connect()
     try:
-        yield store
+        yield CassandraByteStore(table, session=own, keyspace=keyspace)
     finally:
-        session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}")
+        own.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}")
+        cluster.shutdown()
 
 
 @contextmanager
@@ -261,6 +327,6 @@ def langchain_astradb(url: str, collection: str) -> Iterator[Target | None]:
         environment=settings.environment,
     )
     try:
-        yield store
+        yield InLimit(store)
     finally:
         store.collection.drop()
