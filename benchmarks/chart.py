@@ -132,6 +132,13 @@ def render(
                 f'<text class="backend" x="10" y="{y + 15}" font-weight="bold" '
                 f'font-size="14">{escape(backend)}</text>'
             )
+            if "langchain" in sides and all(
+                r.langchain is None for r in rows if r.backend == backend
+            ):
+                body.append(
+                    f'<text class="note" x="{plot_left}" y="{y + 15}" font-size="11" '
+                    f'fill="#777">no LangChain side</text>'
+                )
             y += BACKEND_HEAD
         bars = [(s, getattr(row, s)) for s in sides]
         height = BAR * len(bars)

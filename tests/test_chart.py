@@ -126,6 +126,15 @@ def test_chart_from_json(tmp_path: Path) -> None:
     legend = [e.get("class") for e in root.iter(SVG + "rect") if "legend" in e.get("class", "")]
     assert legend == ["legend kvstores", "legend langchain"]
     assert any("raw driver" in t for t in _texts(root, "axis"))
+    assert _texts(root, "note") == []  # both backends have a LangChain side
+
+
+def test_a_backend_without_langchain_side_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    lines = [RUN, _result("sqlite", "mset", 100, 0.4, 0.03), _result("mysql", "mset", 100, 0.9)]
+    path.write_text("\n".join(lines) + "\n")
+    root = ET.fromstring(chart.render(chart.load([path])[1]))
+    assert _texts(root, "note") == ["no LangChain side"]
 
 
 def test_chart_without_langchain_sides_has_one_bar_per_phase(tmp_path: Path) -> None:
