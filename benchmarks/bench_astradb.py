@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
+from benchmarks._langchain import langchain_astradb
 from kvstores.astradb import AstraDBByteStore
 from kvstores.benchmark import Case, Pair, build_parser, main
 
@@ -128,7 +129,8 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     store.mget(["warm-up"])  # creates the collection
     raw = RawAstra(store, "bench_raw")
     try:
-        yield [Case("astradb (data api)", store, raw)]
+        with langchain_astradb(args.url, "bench_langchain") as langchain:
+            yield [Case("astradb (data api)", store, raw, langchain=langchain)]
     finally:
         store.collection.database.drop_collection("bench_store")
         raw.close()

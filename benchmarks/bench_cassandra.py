@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this c
 
 from cassandra.concurrent import execute_concurrent_with_args
 
+from benchmarks._langchain import langchain_cassandra
 from kvstores.benchmark import Case, Pair, build_parser, main
 from kvstores.cassandra import CassandraByteStore
 from kvstores.cassandra.connect import bridge
@@ -136,7 +137,9 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     store = CassandraByteStore.from_url(args.url, table="bench_store")
     raw = RawCassandra(store.session, store.keyspace or "", "bench_raw")
     try:
-        yield [Case(f"cassandra ({store.server_version()})", store, raw)]
+        keyspace = store.keyspace or ""
+        with langchain_cassandra(store.session, keyspace, "bench_langchain") as langchain:
+            yield [Case(f"cassandra ({store.server_version()})", store, raw, langchain=langchain)]
     finally:
         store.session.execute(f"DROP TABLE IF EXISTS {store.keyspace}.bench_store")
         raw.close()

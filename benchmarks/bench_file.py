@@ -1,4 +1,5 @@
-"""`LocalFileStore` against raw file operations, each in its own temporary directory.
+"""`LocalFileStore` against raw file operations, and LangChain's ``LocalFileStore``
+(langchain-classic), each in its own temporary directory.
 
 python benchmarks/bench_file.py [--dir /some/fs] [--batches 100] [--markdown] ...
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
+from benchmarks._langchain import langchain_file
 from kvstores import LocalFileStore
 from kvstores.benchmark import Case, Pair, ThreadedBaseline, build_parser, main
 
@@ -67,8 +69,11 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     with (
         tempfile.TemporaryDirectory(prefix="bench-kvstores-", dir=args.dir) as kv_dir,
         tempfile.TemporaryDirectory(prefix="bench-raw-", dir=args.dir) as raw_dir,
+        tempfile.TemporaryDirectory(prefix="bench-langchain-", dir=args.dir) as lc_dir,
+        langchain_file(lc_dir) as langchain,
     ):
-        yield [Case("file", LocalFileStore(kv_dir), RawFileBaseline(raw_dir))]
+        store, raw = LocalFileStore(kv_dir), RawFileBaseline(raw_dir)
+        yield [Case("file", store, raw, langchain=langchain)]
 
 
 if __name__ == "__main__":

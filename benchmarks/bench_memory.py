@@ -1,4 +1,4 @@
-"""`InMemoryByteStore` against a plain dict.
+"""`InMemoryByteStore` against a plain dict, and LangChain's ``InMemoryByteStore``.
 
 python benchmarks/bench_memory.py [--batches 1,100,1000] [--no-async] [--markdown] ...
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
+from benchmarks._langchain import langchain_memory
 from kvstores import InMemoryByteStore
 from kvstores.benchmark import Case, Pair, ThreadedBaseline, main
 
@@ -42,7 +43,8 @@ class DictBaseline(ThreadedBaseline):
 
 @contextmanager
 def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
-    yield [Case("memory", InMemoryByteStore(), DictBaseline())]
+    with langchain_memory() as langchain:
+        yield [Case("memory", InMemoryByteStore(), DictBaseline(), langchain=langchain)]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this c
 import pymongo
 from pymongo import ReplaceOne
 
+from benchmarks._langchain import langchain_mongodb
 from kvstores.backend import prefix_upper_bound
 from kvstores.benchmark import Case, Pair, build_parser, main
 from kvstores.mongodb import MongoDBByteStore, MongoDBStore
@@ -176,7 +177,17 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
             raise SystemExit(f"unknown target {target!r}: use bytes and/or documents")
     try:
         server = made[0][2].server_version() if made else "?"
-        yield [Case(f"{label} ({server})", side, raw) for label, side, _, raw in made]
+        # LangChain's MongoDBByteStore stores bytes: a side for the bytes target only.
+        with langchain_mongodb(args.url, "bench_langchain_bytes") as langchain:
+            yield [
+                Case(
+                    f"{label} ({server})",
+                    side,
+                    raw,
+                    langchain=langchain if label == "mongodb bytes" else None,
+                )
+                for label, side, _, raw in made
+            ]
     finally:
         for _, _, store, raw in made:  # leave the server as found
             store.collection.drop()

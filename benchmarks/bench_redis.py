@@ -34,6 +34,7 @@ import redis.asyncio.cluster
 import redis.cluster
 import redis.utils
 
+from benchmarks._langchain import langchain_redis
 from kvstores.benchmark import Case, Pair, build_parser, main
 from kvstores.redis import RedisByteStore
 
@@ -164,7 +165,17 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
         for _, store, _ in made:
             store.scan_count = args.scan_count
     try:
-        yield [Case(f"{label} ({parser})", store, raw) for label, store, raw in made]
+        # LangChain's RedisStore has no cluster support: standalone Redis only.
+        with langchain_redis(args.url, "bench-langchain") as langchain:
+            yield [
+                Case(
+                    f"{label} ({parser})",
+                    store,
+                    raw,
+                    langchain=langchain if label == "redis" else None,
+                )
+                for label, store, raw in made
+            ]
     finally:
         for _, store, raw in made:  # leave the servers as found
             store.mdelete(list(store.yield_keys()))

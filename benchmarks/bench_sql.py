@@ -56,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
+from benchmarks._langchain import langchain_sql
 from kvstores.backend import prefix_upper_bound
 from kvstores.benchmark import (
     BenchmarkError,
@@ -331,7 +332,16 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
             if name != "sqlite":
                 stack.callback(_drop, store)
             stack.callback(raw.close)
-            built.append(Case(name, store, raw, settle if name == "postgres" else None))
+            lc_db = f"{directory}/langchain.db" if name == "sqlite" else store.url.database
+            langchain = stack.enter_context(
+                langchain_sql(store.url.set(database=lc_db), f"bench_lc_{tag}")
+            )
+            if name == "postgres" and langchain is not None:  # its table vacuumed too
+                tables = {id(store): f"bench_kv_{tag}", id(raw): f"bench_raw_{tag}"}
+                settle = _vacuum(raw, {**tables, id(langchain): "langchain_key_value_stores"})
+            built.append(
+                Case(name, store, raw, settle if name == "postgres" else None, langchain=langchain)
+            )
         yield built
 
 

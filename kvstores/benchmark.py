@@ -20,6 +20,14 @@ interleaved rounds (kvstores, raw, raw, kvstores, ...), each the fastest of the 
 ``ratio = kvstores / raw``, so above 1 means kvstores is faster. A `Case` without a baseline
 measures the store alone (the table then shows keys per second and milliseconds per call).
 
+A `Case` may also carry LangChain's own store for the backend (`Case.langchain`, a
+``langchain_core`` `BaseStore` passed as is: it has the `Target` methods). It is a third
+side, checked and timed in the same interleaved rounds (kvstores, raw, langchain, then
+langchain, raw, kvstores, ...), and reported as ``lc ratio = langchain / raw``.
+
+``--json PATH`` (`append_json`) appends the run to a JSON Lines file, which
+``benchmarks/chart.py`` turns into a chart.
+
 `run` reports progress after every round: as lines on stderr (``progress=True``), or to a
 callback taking a `Progress` (what the command line's progress bar does).
 """
@@ -28,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
+import json
 import os
 import platform
 import random
@@ -36,6 +46,7 @@ import signal
 import statistics
 import sys
 import threading
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import (
     AsyncIterable,
@@ -49,8 +60,9 @@ from collections.abc import (
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from time import perf_counter
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kvstores.backend import chunked
 
@@ -70,6 +82,7 @@ __all__ = [
     "ThreadedBaseline",
     "Work",
     "Workload",
+    "append_json",
     "build_parser",
     "check_ops",
     "config_from_args",
@@ -143,18 +156,21 @@ class ThreadedBaseline(ABC):
 class Case:
     """One comparison: a kvstores store and its raw baseline, under a backend label.
 
-    Without a baseline, the store is measured alone. `settle`, if given, is called with the
-    side's target, untimed, after each reset of its data and after each timed run that
-    wrote, so that every timed run starts from a settled state: a server backend can bring
-    both sides to the same steady state there (PostgreSQL: ``VACUUM``, as autovacuum would
-    at a moment of its own choosing, which otherwise decides whether a listing after a
-    write reads table pages for visibility).
+    Without a baseline, the store is measured alone. `langchain`, if given, is LangChain's
+    own store for the backend (a ``langchain_core`` `BaseStore` fits `Target` as is): a
+    third side, timed in the same interleaved rounds, with the same checks and resets.
+    `settle`, if given, is called with the side's target, untimed, after each reset of its
+    data and after each timed run that wrote, so that every timed run starts from a settled
+    state: a server backend can bring every side to the same steady state there
+    (PostgreSQL: ``VACUUM``, as autovacuum would at a moment of its own choosing, which
+    otherwise decides whether a listing after a write reads table pages for visibility).
     """
 
     backend: str
     store: Target
     baseline: Target | None = None
     settle: Callable[[Target], None] | None = None
+    langchain: Target | None = None
 
 
 class BenchmarkError(RuntimeError):
@@ -344,9 +360,10 @@ def plan(config: Config) -> list[tuple[Op, int | None]]:
 
 @dataclass
 class Result:
-    """Keys per second of each round, for both sides of one (backend, op, batch).
+    """Keys per second of each round, for every side of one (backend, op, batch).
 
-    `raw` stays empty when the case has no baseline.
+    `raw` stays empty when the case has no baseline, `langchain` when it has no LangChain
+    side.
     """
 
     backend: str
@@ -354,13 +371,25 @@ class Result:
     batch: int | None  # None: not batched (yield_keys)
     kvstores: list[float] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
+    langchain: list[float] = field(default_factory=list)
 
     @property
     def has_baseline(self) -> bool:
         return bool(self.raw)
 
+    @property
+    def has_langchain(self) -> bool:
+        return bool(self.langchain)
+
+    def rounds(self, side: str) -> list[float]:
+        """The keys/s of each round of `side` (``kvstores``, ``raw`` or ``langchain``)."""
+        if side not in SIDES:
+            raise ValueError(f"unknown side {side!r}; known: {', '.join(SIDES)}")
+        rates: list[float] = getattr(self, side)
+        return rates
+
     def rate(self, side: str, stat: str = "best") -> float:
-        rates = self.kvstores if side == "kvstores" else self.raw
+        rates = self.rounds(side)
         if not rates:
             raise ValueError(f"no {side} rounds in this result")
         return max(rates) if stat == "best" else statistics.median(rates)
@@ -368,6 +397,14 @@ class Result:
     def ratio(self, stat: str = "best") -> float:
         """kvstores keys/s over raw keys/s (`ValueError` without a baseline)."""
         return self.rate("kvstores", stat) / self.rate("raw", stat)
+
+    def langchain_ratio(self, stat: str = "best") -> float:
+        """LangChain's keys/s over raw keys/s (`ValueError` without either side)."""
+        return self.rate("langchain", stat) / self.rate("raw", stat)
+
+
+SIDES = ("kvstores", "raw", "langchain")
+"""The sides a `Case` can have, in the order a round runs them (then reversed)."""
 
 
 @dataclass(frozen=True)
@@ -398,7 +435,7 @@ class _Side:
 
 
 class _Runner:
-    """Drives both sides of one case through the ops, tracking what each side holds."""
+    """Drives the sides of one case through the ops, tracking what each side holds."""
 
     def __init__(self, case: Case, config: Config, workload: Workload) -> None:
         self.case = case
@@ -407,6 +444,8 @@ class _Runner:
         self.sides = [_Side("kvstores", case.store)]
         if case.baseline is not None:
             self.sides.append(_Side("raw", case.baseline))
+        if case.langchain is not None:
+            self.sides.append(_Side("langchain", case.langchain))
         self.loop = _Loop()
         self._fill = list(chunked(workload.pairs, 1000))
         self._wipe = list(chunked(workload.keys, 1000))
@@ -426,7 +465,7 @@ class _Runner:
         side.state = state
 
     def verify(self) -> None:
-        """Check both sides behave alike, and warm them up, before anything is timed."""
+        """Check every side behaves alike, and warm them up, before anything is timed."""
         w, run = self.workload, self.loop.run
         keys, values, pairs = w.keys[:20], w.values[:20], w.pairs[:20]
         listed = sorted(k for k in keys if k.startswith(w.prefix))
@@ -449,7 +488,7 @@ class _Runner:
     def measure(
         self, op: Op, batch: int | None, on_round: Callable[[str, bool], None] | None = None
     ) -> Result:
-        """Interleaved rounds of `op`: kvstores then raw, then raw then kvstores, ...
+        """Interleaved rounds of `op`: kvstores, raw (, langchain), then the reverse, ...
 
         `on_round(side, last)` is called after each round (`last`: the op's final one).
         """
@@ -469,7 +508,7 @@ class _Runner:
             order = self.sides if round_ % 2 == 0 else self.sides[::-1]
             for i, side in enumerate(order):
                 rate = self._round(side, op, work, expected, complete=count == total)
-                (result.kvstores if side.name == "kvstores" else result.raw).append(rate)
+                result.rounds(side.name).append(rate)
                 if on_round is not None:
                     on_round(side.name, round_ == rounds - 1 and i == len(order) - 1)
         return result
@@ -629,19 +668,29 @@ def run(
         workload = Workload.make(config.keys, config.value_size)
     cases = list(cases)
     steps = plan(config)
-    sides = sum(1 if case.baseline is None else 2 for case in cases)
+    sides = sum(1 + (c.baseline is not None) + (c.langchain is not None) for c in cases)
     tracker = _Tracker(len(steps) * config.rounds * sides, progress if callable(progress) else None)
     results = []
-    for case in cases:
-        runner = _Runner(case, config, workload)
-        try:
-            runner.verify()
-            for op, batch in steps:
-                results.append(result := tracker.measure(runner, op, batch))
-                if progress is True:
-                    print(_progress(result, config.stat), file=sys.stderr, flush=True)
-        finally:
-            runner.close()
+    # Every timed run starts with an untimed gc.collect(), which walks every tracked object
+    # (0.04 s here with kvstores and its drivers imported, 0.12 s with LangChain's modules,
+    # for a yield_keys run of 0.1 ms repeated up to 1,000 times a round). Frozen, what
+    # exists now (modules, workload, stores) is left out of those walks; the garbage of the
+    # runs is still collected.
+    gc.collect()
+    gc.freeze()
+    try:
+        for case in cases:
+            runner = _Runner(case, config, workload)
+            try:
+                runner.verify()
+                for op, batch in steps:
+                    results.append(result := tracker.measure(runner, op, batch))
+                    if progress is True:
+                        print(_progress(result, config.stat), file=sys.stderr, flush=True)
+            finally:
+                runner.close()
+    finally:
+        gc.unfreeze()
     return results
 
 
@@ -654,14 +703,20 @@ def _progress(result: Result, stat: str) -> str:
 
     head = f"{result.backend} {result.op} batch={result.batch or '-'}: "
     if not result.has_baseline:
-        return head + f"kvstores {rates(result.kvstores)}"
-    return (
-        head + f"ratio {result.ratio(stat):.2f} | kvstores {rates(result.kvstores)} | "
-        f"raw {rates(result.raw)}"
-    )
+        line = head + f"kvstores {rates(result.kvstores)}"
+    else:
+        line = (
+            head + f"ratio {result.ratio(stat):.2f} | kvstores {rates(result.kvstores)} | "
+            f"raw {rates(result.raw)}"
+        )
+    if result.has_langchain:
+        line += f" | langchain {rates(result.langchain)}"
+    return line
 
 
 HEADERS = ("backend", "op", "batch", "kvstores keys/s", "raw keys/s", "ratio")
+LANGCHAIN_HEADERS = ("langchain keys/s", "lc ratio")
+"""The columns added after `HEADERS` when some result has a LangChain side."""
 STORE_HEADERS = ("backend", "op", "batch", "keys/s", "ms/call")
 """The columns of a table of results without a baseline: ms/call is the time of one call
 (``-`` for the unbatched ``yield_keys``)."""
@@ -677,11 +732,16 @@ def _ms_per_call(result: Result, stat: str) -> str:
 def format_table(results: Sequence[Result], *, stat: str = "best", markdown: bool = False) -> str:
     """An aligned text table, or a markdown one, with a row per (backend, op, batch).
 
-    With a baseline in any result: kvstores keys/s, raw keys/s and their ratio; without:
-    keys/s and milliseconds per call (`STORE_HEADERS`).
+    With a baseline in any result: kvstores keys/s, raw keys/s and their ratio, and, when
+    some result has a LangChain side, LangChain's keys/s and its ratio to raw
+    (`LANGCHAIN_HEADERS`); without either: keys/s and milliseconds per call
+    (`STORE_HEADERS`). A cell a result has no side for is ``-``.
     """
-    compared = any(r.has_baseline for r in results)
-    headers: Sequence[str] = HEADERS if compared else STORE_HEADERS
+    langchain = any(r.has_langchain for r in results)
+    compared = langchain or any(r.has_baseline for r in results)
+    headers: Sequence[str] = (
+        (*HEADERS, *LANGCHAIN_HEADERS) if langchain else HEADERS if compared else STORE_HEADERS
+    )
 
     def row(r: Result) -> tuple[str, ...]:
         batch = "-" if r.batch is None else str(r.batch)
@@ -689,8 +749,14 @@ def format_table(results: Sequence[Result], *, stat: str = "best", markdown: boo
         if not compared:
             return (*head, _ms_per_call(r, stat))
         if not r.has_baseline:
-            return (*head, "-", "-")
-        return (*head, f"{r.rate('raw', stat):,.0f}", f"{r.ratio(stat):.2f}")
+            cells = (*head, "-", "-")
+        else:
+            cells = (*head, f"{r.rate('raw', stat):,.0f}", f"{r.ratio(stat):.2f}")
+        if not langchain:
+            return cells
+        lc_rate = f"{r.rate('langchain', stat):,.0f}" if r.has_langchain else "-"
+        lc_ratio = f"{r.langchain_ratio(stat):.2f}" if r.has_langchain and r.has_baseline else "-"
+        return (*cells, lc_rate, lc_ratio)
 
     rows = [row(r) for r in results]
     if markdown:
@@ -706,8 +772,9 @@ def format_table(results: Sequence[Result], *, stat: str = "best", markdown: boo
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def describe(config: Config, *, baseline: bool = True) -> str:
-    """What ran where, to print above a table (`baseline`: explain the ratio)."""
+def describe(config: Config, *, baseline: bool = True, langchain: bool = False) -> str:
+    """What ran where, to print above a table (`baseline`: explain the ratio; `langchain`:
+    and the LangChain one)."""
     sides = "interleaved rounds" if baseline else "rounds"
     runs = (
         f"each the fastest run in {config.min_time:g} s" if config.min_time > 0 else "one run each"
@@ -721,7 +788,84 @@ def describe(config: Config, *, baseline: bool = True) -> str:
     )
     if baseline:
         text += " ratio = kvstores / raw: above 1, kvstores is faster."
+    if langchain:
+        text += " lc ratio = langchain / raw."
     return text
+
+
+# JSON Lines
+
+
+def _json_rate(result: Result, side: str, stat: str) -> float | None:
+    return result.rate(side, stat) if result.rounds(side) else None
+
+
+def _json_ratio(ratio: Callable[[str], float], stat: str) -> float | None:
+    try:
+        return ratio(stat)
+    except ValueError:  # a side is missing
+        return None
+
+
+def append_json(
+    path: str | os.PathLike[str],
+    results: Sequence[Result],
+    config: Config,
+    *,
+    command: Sequence[str] | None = None,
+) -> None:
+    """Append a run to the JSON Lines file `path`: a header line, then a line per result.
+
+    The header is ``{"kind": "run", "run": ID, "date", "python", "machine", "system",
+    "cpus", "command", "config"}``; each result is ``{"kind": "result", "run": ID,
+    "backend", "op", "batch", "stat", "rounds", "kvstores", "raw", "langchain", "ratio",
+    "langchain_ratio", "samples"}``: keys per second of the `stat` round for each side and
+    the ratios to raw (``null`` where a side is missing), and every round's keys per second
+    in ``samples``. Several runs (of several scripts) can thus go into one file.
+    """
+    run_id = uuid.uuid4().hex[:12]
+    header: dict[str, Any] = {
+        "kind": "run",
+        "run": run_id,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "cpus": os.cpu_count(),
+        "command": list(sys.argv if command is None else command),
+        "config": {
+            "keys": config.keys,
+            "value_size": config.value_size,
+            "batches": list(config.batches),
+            "rounds": config.rounds,
+            "ops": list(config.ops),
+            "use_async": config.use_async,
+            "max_calls": config.max_calls,
+            "min_time": config.min_time,
+            "stat": config.stat,
+        },
+    }
+    stat = config.stat
+    lines = [header]
+    for r in results:
+        lines.append(
+            {
+                "kind": "result",
+                "run": run_id,
+                "backend": r.backend,
+                "op": r.op,
+                "batch": r.batch,
+                "stat": stat,
+                "rounds": config.rounds,
+                **{side: _json_rate(r, side, stat) for side in SIDES},
+                "ratio": _json_ratio(r.ratio, stat),
+                "langchain_ratio": _json_ratio(r.langchain_ratio, stat),
+                "samples": {side: r.rounds(side) for side in SIDES},
+            }
+        )
+    with Path(path).open("a", encoding="utf-8") as file:
+        for line in lines:
+            file.write(json.dumps(line) + "\n")
 
 
 # Command line
@@ -748,6 +892,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--stat", choices=("best", "median"), default="best", help="round reported")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="append the run to this JSON Lines file (for benchmarks/chart.py)",
+    )
     return p
 
 
@@ -780,11 +929,16 @@ def main(
     parser: argparse.ArgumentParser | None = None,
     argv: Sequence[str] | None = None,
 ) -> list[Result]:
-    """Parse options, build the cases (`make_cases` sets up and tears down), run, print."""
+    """Parse options, build the cases (`make_cases` sets up and tears down), run, print
+    (and with ``--json PATH``, append the results to PATH)."""
     args = (parser or build_parser(description)).parse_args(argv)
     config = config_from_args(args)
     with make_cases(args) as cases:
+        langchain = any(case.langchain is not None for case in cases)
         results = run(cases, config, progress=not args.quiet)
-    print(describe(config), end="\n\n")
+    print(describe(config, langchain=langchain), end="\n\n")
     print(format_table(results, stat=config.stat, markdown=args.markdown))
+    if getattr(args, "json", None):
+        command = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+        append_json(args.json, results, config, command=command)
     return results
