@@ -1,0 +1,100 @@
+"""The harness's noise: a raw baseline measured against an identical copy of itself.
+
+python benchmarks/noise.py [--backends memory,sqlite,postgres,redis] [harness options]
+
+Both sides are the same raw code on separate data (another dict, SQLite file, PostgreSQL
+table or Redis database), so every ratio would be 1.00 on a quiet machine: how far the
+ratios stray from 1 is how far a difference between kvstores and raw must go before it
+means anything. Run it with the options of the run it qualifies (``--batches``,
+``--rounds``, ``--keys``), and best on the same machine at the same time of day.
+
+The PostgreSQL URL defaults to $KVSTORES_TEST_POSTGRES_URL, the Redis one to
+$KVSTORES_TEST_REDIS_URL; Redis uses databases 14 and 15 (flushed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
+
+from benchmarks.bench_memory import DictBaseline
+from benchmarks.bench_sql import RawPsycopg, RawSQLite, _vacuum
+from kvstores.benchmark import Case, build_parser, main
+
+BACKENDS = ("memory", "sqlite", "postgres", "redis")
+
+
+def _redis_db(url: str, db: int) -> str:
+    from redis.connection import parse_url
+
+    base = url.split("?", 1)[0].rstrip("/")
+    if "db" in parse_url(url):  # a database in the path: replace it
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{db}"
+
+
+@contextmanager
+def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
+    wanted = set(args.backends)
+    unknown = wanted - set(BACKENDS)
+    if unknown:
+        raise SystemExit(f"unknown backend(s) {', '.join(sorted(unknown))}; known: {BACKENDS}")
+    built: list[Case] = []
+    with ExitStack() as stack:
+        if "memory" in wanted:
+            built.append(Case("memory (noise)", DictBaseline(), DictBaseline()))
+        if "sqlite" in wanted:
+            directory = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bench-noise-", dir=args.dir)
+            )
+            one, two = RawSQLite(f"{directory}/one.db"), RawSQLite(f"{directory}/two.db")
+            stack.callback(one.db.close)
+            stack.callback(two.db.close)
+            built.append(Case("sqlite (noise)", two, one))
+        if "postgres" in wanted:
+            if not args.postgres_url:
+                raise SystemExit("postgres: no URL (--postgres-url or $KVSTORES_TEST_POSTGRES_URL)")
+            tag = uuid.uuid4().hex[:8]
+            from sqlalchemy.engine import make_url
+
+            libpq = make_url(args.postgres_url).set(drivername="postgresql")
+            url = libpq.render_as_string(hide_password=False)
+            first = RawPsycopg(url, f"bench_noise1_{tag}")
+            stack.callback(first.close)
+            second = RawPsycopg(url, f"bench_noise2_{tag}")
+            stack.callback(second.close)
+            tables = {id(first): first.table, id(second): second.table}
+            built.append(Case("postgres (noise)", second, first, _vacuum(first, tables)))
+        if "redis" in wanted:
+            if not args.redis_url:
+                raise SystemExit("redis: no URL (--redis-url or $KVSTORES_TEST_REDIS_URL)")
+            from benchmarks.bench_redis import RawRedis
+
+            pair = [RawRedis(_redis_db(args.redis_url, db)) for db in (14, 15)]
+            for raw in pair:
+                stack.callback(raw.close)
+                stack.callback(raw.sync.flushdb)  # runs first: callbacks are last in, first out
+            built.append(Case("redis (noise)", pair[1], pair[0]))
+        yield built
+
+
+if __name__ == "__main__":
+    parser = build_parser(__doc__)
+    parser.add_argument(
+        "--backends",
+        type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
+        default=list(BACKENDS),
+        help="memory,sqlite,postgres,redis",
+    )
+    parser.add_argument("--dir", default=None, help="directory of the SQLite files")
+    parser.add_argument("--postgres-url", default=os.environ.get("KVSTORES_TEST_POSTGRES_URL"))
+    parser.add_argument("--redis-url", default=os.environ.get("KVSTORES_TEST_REDIS_URL"))
+    main(cases, parser=parser)
