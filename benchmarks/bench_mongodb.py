@@ -8,7 +8,8 @@ python benchmarks/bench_mongodb.py [--url mongodb://127.0.0.1:57017/kvstores_tes
                                    [--targets bytes,documents] [--batches 100] [--markdown] ...
 
 ``--url`` defaults to $KVSTORES_TEST_MONGODB_URL. Each side gets a collection of its own
-(``bench_<target>`` for the store, ``bench_raw_<target>`` for raw pymongo), dropped at the end.
+(``bench_<target>`` for the store, ``bench_raw_<target>`` for raw pymongo; ``--collections``
+sets that ``bench``), dropped at the end.
 The ``documents`` target stores each value as a base64 string (FerretDB refuses NUL in
 strings), on both sides, through `MongoDBStore` and raw pymongo alike. The defaults (2,000
 keys, batches 1 and 100) suit FerretDB, which scans the collection for every statement.
@@ -177,6 +178,11 @@ def _parser() -> argparse.ArgumentParser:
         help="MongoDB or FerretDB (default: $KVSTORES_TEST_MONGODB_URL)",
     )
     parser.add_argument(
+        "--collections",
+        default="bench",
+        help="the collections' name prefix (default: bench), to run two at once",
+    )
+    parser.add_argument(
         "--targets",
         type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
         default=("bytes", "documents"),
@@ -188,13 +194,14 @@ def _parser() -> argparse.ArgumentParser:
 @contextmanager
 def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     made: list[tuple[str, Any, MongoDBByteStore | MongoDBStore, RawMongo]] = []
+    name = args.collections
     for target in args.targets:
         if target == "bytes":
-            store: Any = MongoDBByteStore.from_url(args.url, collection="bench_bytes")
-            made.append(("mongodb bytes", store, store, RawMongo(args.url, "bench_raw_bytes")))
+            store: Any = MongoDBByteStore.from_url(args.url, collection=f"{name}_bytes")
+            made.append(("mongodb bytes", store, store, RawMongo(args.url, f"{name}_raw_bytes")))
         elif target == "documents":
-            docs = MongoDBStore.from_url(args.url, collection="bench_documents")
-            raw = RawMongo(args.url, "bench_raw_documents", text=True)
+            docs = MongoDBStore.from_url(args.url, collection=f"{name}_documents")
+            raw = RawMongo(args.url, f"{name}_raw_documents", text=True)
             made.append(("mongodb documents", TextValues(docs), docs, raw))
         else:
             raise SystemExit(f"unknown target {target!r}: use bytes and/or documents")
