@@ -296,6 +296,14 @@ def test_one_request_per_chunk_and_none_for_empty_batches(watched: Watched) -> N
     store.mdelete([f"k{i}" for i in range(15)])
     assert commands.names() == ["delete", "delete"]
     assert store.mget(["k14", "k15"]) == [None, b"v"]
+    # A single key is an _id equality (FerretDB looks it up instead of scanning).
+    commands.clear()
+    assert store.mget(["k15"]) == [b"v"]
+    store.mdelete(["k15", "k15"])
+    assert store.mget(["k15"]) == [None]
+    ((_, find), (_, delete), _) = commands.sent
+    assert find["filter"]["_id"] == "kvstores:1:n:k15"
+    assert delete["deletes"][0]["q"] == {"_id": "kvstores:1:n:k15"}
 
 
 class ReadyConnections(monitoring.ConnectionPoolListener):

@@ -48,7 +48,9 @@ sent concurrently by the async methods:
   limit and batch size the number of keys, so its one reply holds every match;
 - `mset`: one unordered ``bulk_write`` of ``ReplaceOne({"_id": id}, {"v": ..., ["exp":
   ...]}, upsert=True)``;
-- `mdelete`: ``delete_many({"_id": {"$in": ids}})``;
+- `mdelete`: ``delete_many({"_id": {"$in": ids}})``; for a single key, `mget` and
+  `mdelete` name it as ``{"_id": id}`` instead (FerretDB looks a key up, but scans for
+  an ``$in``);
 - `yield_keys(prefix=p)`: keyset pages, each one ``find`` on the range ``{"_id":
   {"$gte": ns + p, "$lt": upper bound}}`` (never a regex built from user input; the
   ``_id`` index serves it on MongoDB), the pages after the first starting at ``"$gt"`` the

@@ -338,7 +338,7 @@ class MongoDBBase(BackendStore[V]):
 
     def _find_values(self, collection: Any, ids: Sequence[str]) -> Any:
         n = len(ids)  # limit = batch size = n: one reply, and the cursor is closed
-        query = self._live({"_id": {"$in": ids}})
+        query = self._live(self._by_ids(ids))
         return collection.find(query, _VALUE, limit=n, batch_size=n).to_list()
 
     def _mset_program(self, collection: Any, items: dict[str, V]) -> Program[None]:
@@ -375,9 +375,15 @@ class MongoDBBase(BackendStore[V]):
         """One ``delete_many`` with ``_id: {$in}`` per chunk."""
         ids = list(dict.fromkeys(self._ids(keys)))
         yield [
-            partial(collection.delete_many, {"_id": {"$in": chunk}})
+            partial(collection.delete_many, self._by_ids(chunk))
             for chunk in chunked(ids, self.chunk_size)
         ]
+
+    @staticmethod
+    def _by_ids(ids: Sequence[str]) -> dict[str, Any]:
+        """``_id: {$in: ids}``; a single id as an equality, which FerretDB (that scans its
+        table for an ``$in``) turns into a lookup by key."""
+        return {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
 
     def _count_program(self, collection: Any, prefix: str) -> Program[int]:
         (count,) = yield [partial(collection.count_documents, self._live(self._range(prefix)))]
