@@ -7,7 +7,7 @@ insert_many concurrency; threads for sync, gathered for async), one ``find`` wit
 ``$in`` per 100 keys (the API's limit; astrapy pages through it), one ``delete_many`` with
 ``_id`` ``$in`` per 100 keys (astrapy repeats it while the server says more), and the keys
 of a prefix from a ``find`` on ``ns`` filtered in Python (the open-source Data API has no
-ranges).
+ranges). A single key is one plain call: ``replace_one``, ``find_one``, ``delete_one``.
 
 python benchmarks/bench_astradb.py [--url astradb+http://127.0.0.1:58181/kvstores_test
                                      ?token=...] [--batches 100] [--markdown] ...
@@ -63,10 +63,17 @@ class RawAstra:
         return {"_id": key, "ns": "", "v": value}
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
+        if len(pairs) == 1:
+            key, value = pairs[0]
+            self.coll.replace_one({"_id": key}, self._doc(key, value), upsert=True)
+            return
         replace = self.coll.replace_one
         list(self.pool.map(lambda p: replace({"_id": p[0]}, self._doc(*p), upsert=True), pairs))
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        if len(keys) == 1:
+            doc = self.coll.find_one({"_id": keys[0]}, projection={"v": True})
+            return [None if doc is None else bytes(doc["v"])]
         found = {}
         for chunk in _chunks(keys):
             docs = self.coll.find({"_id": {"$in": chunk}}, projection={"v": True}).to_list()
@@ -74,6 +81,9 @@ class RawAstra:
         return [found.get(key) for key in keys]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
+        if len(keys) == 1:
+            self.coll.delete_one({"_id": keys[0]})
+            return
         for chunk in _chunks(keys):
             self.coll.delete_many({"_id": {"$in": chunk}})
 
@@ -83,6 +93,10 @@ class RawAstra:
                 yield doc["_id"]
 
     async def amset(self, pairs: Sequence[Pair], /) -> None:
+        if len(pairs) == 1:
+            key, value = pairs[0]
+            await self._async().replace_one({"_id": key}, self._doc(key, value), upsert=True)
+            return
         coll, limit = self._async(), asyncio.Semaphore(CONCURRENCY)
 
         async def one(key: str, value: bytes) -> None:
@@ -92,6 +106,9 @@ class RawAstra:
         await asyncio.gather(*(one(key, value) for key, value in pairs))
 
     async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        if len(keys) == 1:
+            doc = await self._async().find_one({"_id": keys[0]}, projection={"v": True})
+            return [None if doc is None else bytes(doc["v"])]
         found = {}
         for chunk in _chunks(keys):
             cursor = self._async().find({"_id": {"$in": chunk}}, projection={"v": True})
@@ -99,6 +116,9 @@ class RawAstra:
         return [found.get(key) for key in keys]
 
     async def amdelete(self, keys: Sequence[str], /) -> None:
+        if len(keys) == 1:
+            await self._async().delete_one({"_id": keys[0]})
+            return
         for chunk in _chunks(keys):
             await self._async().delete_many({"_id": {"$in": chunk}})
 

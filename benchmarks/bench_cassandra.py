@@ -2,7 +2,8 @@
 
 The raw baseline is what a user of the driver writes on the natural table, ``key text
 PRIMARY KEY, value blob``: prepared statements, writes with ``execute_concurrent_with_args``
-(100 in flight), reads and deletes as concurrent single-partition statements, and the keys
+(100 in flight), reads and deletes as concurrent single-partition statements (a single key:
+one plain ``execute``), and the keys
 of a prefix from a token-range scan of the table (paged by the driver, the prefix checked
 in Python: a partition key has no range). Async: the same statements with ``execute_async``,
 each future bridged to asyncio and gathered.
@@ -56,11 +57,16 @@ class RawCassandra:
         self.scan = session.prepare(f"SELECT key FROM {self.name}")
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
+        if len(pairs) == 1:
+            self.session.execute(self.insert, pairs[0])
+            return
         execute_concurrent_with_args(
             self.session, self.insert, pairs, concurrency=CONCURRENCY, raise_on_first_error=True
         )
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        if len(keys) == 1:
+            return [(self.session.execute(self.select, (keys[0],)).one() or (None,))[0]]
         results = execute_concurrent_with_args(
             self.session,
             self.select,
@@ -71,6 +77,9 @@ class RawCassandra:
         return [(rows.one() or (None,))[0] for _, rows in results]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
+        if len(keys) == 1:
+            self.session.execute(self.delete, (keys[0],))
+            return
         execute_concurrent_with_args(
             self.session,
             self.delete,
@@ -86,6 +95,8 @@ class RawCassandra:
 
     async def _all(self, statement: Any, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         execute = self.session.execute_async
+        if len(rows) == 1:  # one plain await, no task
+            return [await bridge(execute(statement, rows[0]))]
         return await asyncio.gather(*(bridge(execute(statement, row)) for row in rows))
 
     async def amset(self, pairs: Sequence[Pair], /) -> None:

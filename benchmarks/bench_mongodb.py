@@ -1,13 +1,15 @@
 """`MongoDBByteStore` and `MongoDBStore` against raw pymongo: one unordered ``bulk_write`` of
 ``ReplaceOne(upsert=True)`` / one ``find`` with ``_id: {$in}`` / one ``delete_many`` with
-``_id: {$in}`` per batch, an ``_id`` range scan for the keys; `AsyncMongoClient` for the
-async ops.
+``_id: {$in}`` per batch (a single key: the plain ``replace_one`` / ``find_one`` /
+``delete_one``), the keys from one streaming ``find`` cursor over the ``_id`` range;
+`AsyncMongoClient` for the async ops.
 
 python benchmarks/bench_mongodb.py [--url mongodb://127.0.0.1:57017/kvstores_test]
                                    [--targets bytes,documents] [--batches 100] [--markdown] ...
 
 ``--url`` defaults to $KVSTORES_TEST_MONGODB_URL. Each side gets a collection of its own
-(``bench_<target>`` for the store, ``bench_raw_<target>`` for raw pymongo), dropped at the end.
+(``bench_<target>`` for the store, ``bench_raw_<target>`` for raw pymongo; ``--collections``
+sets that ``bench``), dropped at the end.
 The ``documents`` target stores each value as a base64 string (FerretDB refuses NUL in
 strings), on both sides, through `MongoDBStore` and raw pymongo alike. The defaults (2,000
 keys, batches 1 and 100) suit FerretDB, which scans the collection for every statement.
@@ -59,12 +61,17 @@ class RawMongo:
             self._acoll = client.get_default_database("kvstores_test")[self.name]
         return self._acoll
 
+    def _doc(self, value: bytes) -> dict[str, Any]:
+        return {"v": b64encode(value).decode()} if self.text else {"v": value}
+
     def _ops(self, pairs: Sequence[Pair]) -> list[ReplaceOne[Any]]:
-        if self.text:
-            return [
-                ReplaceOne({"_id": k}, {"v": b64encode(v).decode()}, upsert=True) for k, v in pairs
-            ]
-        return [ReplaceOne({"_id": k}, {"v": v}, upsert=True) for k, v in pairs]
+        doc = self._doc
+        return [ReplaceOne({"_id": k}, doc(v), upsert=True) for k, v in pairs]
+
+    def _value(self, doc: dict[str, Any] | None) -> bytes | None:
+        if doc is None:
+            return None
+        return b64decode(doc["v"]) if self.text else doc["v"]
 
     def _values(self, keys: Sequence[str], docs: list[dict[str, Any]]) -> list[bytes | None]:
         found = {doc["_id"]: doc["v"] for doc in docs}
@@ -73,12 +80,21 @@ class RawMongo:
         return [found.get(k) for k in keys]
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
+        if len(pairs) == 1:
+            ((key, value),) = pairs
+            self.coll.replace_one({"_id": key}, self._doc(value), upsert=True)
+            return
         self.coll.bulk_write(self._ops(pairs), ordered=False)
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        if len(keys) == 1:
+            return [self._value(self.coll.find_one({"_id": keys[0]}))]
         return self._values(keys, self.coll.find({"_id": {"$in": list(keys)}}).to_list())
 
     def mdelete(self, keys: Sequence[str], /) -> None:
+        if len(keys) == 1:
+            self.coll.delete_one({"_id": keys[0]})
+            return
         self.coll.delete_many({"_id": {"$in": list(keys)}})
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
@@ -86,13 +102,22 @@ class RawMongo:
             yield doc["_id"]
 
     async def amset(self, pairs: Sequence[Pair], /) -> None:
+        if len(pairs) == 1:
+            ((key, value),) = pairs
+            await self._async().replace_one({"_id": key}, self._doc(value), upsert=True)
+            return
         await self._async().bulk_write(self._ops(pairs), ordered=False)
 
     async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        if len(keys) == 1:
+            return [self._value(await self._async().find_one({"_id": keys[0]}))]
         docs = await self._async().find({"_id": {"$in": list(keys)}}).to_list()
         return self._values(keys, docs)
 
     async def amdelete(self, keys: Sequence[str], /) -> None:
+        if len(keys) == 1:
+            await self._async().delete_one({"_id": keys[0]})
+            return
         await self._async().delete_many({"_id": {"$in": list(keys)}})
 
     async def ayield_keys(self, *, prefix: str) -> AsyncIterator[str]:
@@ -154,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
         help="MongoDB or FerretDB (default: $KVSTORES_TEST_MONGODB_URL)",
     )
     parser.add_argument(
+        "--collections",
+        default="bench",
+        help="the collections' name prefix (default: bench), to run two at once",
+    )
+    parser.add_argument(
         "--targets",
         type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
         default=("bytes", "documents"),
@@ -165,13 +195,14 @@ def _parser() -> argparse.ArgumentParser:
 @contextmanager
 def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     made: list[tuple[str, Any, MongoDBByteStore | MongoDBStore, RawMongo]] = []
+    name = args.collections
     for target in args.targets:
         if target == "bytes":
-            store: Any = MongoDBByteStore.from_url(args.url, collection="bench_bytes")
-            made.append(("mongodb bytes", store, store, RawMongo(args.url, "bench_raw_bytes")))
+            store: Any = MongoDBByteStore.from_url(args.url, collection=f"{name}_bytes")
+            made.append(("mongodb bytes", store, store, RawMongo(args.url, f"{name}_raw_bytes")))
         elif target == "documents":
-            docs = MongoDBStore.from_url(args.url, collection="bench_documents")
-            raw = RawMongo(args.url, "bench_raw_documents", text=True)
+            docs = MongoDBStore.from_url(args.url, collection=f"{name}_documents")
+            raw = RawMongo(args.url, f"{name}_raw_documents", text=True)
             made.append(("mongodb documents", TextValues(docs), docs, raw))
         else:
             raise SystemExit(f"unknown target {target!r}: use bytes and/or documents")

@@ -291,11 +291,14 @@ def test_listing_is_a_clustering_range_in_every_bucket(
     requests.sent.clear()
     assert sorted(store.yield_keys(prefix="a")) == [f"a{i:03d}" for i in range(30)]
     sent = requests.statements()
-    assert len(sent) == store.buckets  # one wave: each bucket's first (and last) page
-    assert {statement.routing_key for statement in sent}.__len__() == store.buckets
+    # One wave: each group of list_group buckets' first (and last) page, every bucket once.
+    assert len(sent) == store.buckets // store.list_group == 8
     for statement in sent:
-        assert statement.prepared_statement.query_string.endswith("AND key >= ? AND key < ?")
+        query = statement.prepared_statement.query_string
+        assert query.endswith("WHERE ns = ? AND bucket IN ? AND key >= ? AND key < ?")
         assert statement.fetch_size == store.page_size
+    groups = [statement.values[1] for statement in sent]
+    assert len(groups) == len(set(groups))
 
 
 def test_listing_pages_with_the_drivers_paging_state(node: Place) -> None:
@@ -305,6 +308,23 @@ def test_listing_pages_with_the_drivers_paging_state(node: Place) -> None:
     store.mset([(key, b"") for key in keys])
     assert sorted(store.yield_keys()) == keys
     assert sorted(asyncio.run(_alist(store))) == keys
+
+
+def test_listing_pages_grow_from_wave_to_wave(
+    watched: tuple[CassandraByteStore, Requests],
+) -> None:
+    store, requests = watched
+    store.page_size = 2
+    keys = [f"g{i:04d}" for i in range(600)]  # ~75 a group of 8 buckets
+    store.mset([(key, b"") for key in keys])
+    requests.sent.clear()
+    assert sorted(store.yield_keys(prefix="g")) == keys
+    sizes = [statement.fetch_size for statement in requests.statements()]
+    # Each wave asks every group with pages left, pages doubling up to 16 x page_size:
+    # 2, 4, 8, 16, 32 and 32 rows cover a group's ~75 keys in six waves, not 38.
+    waves = sorted(set(sizes))
+    assert waves == [2, 4, 8, 16, 32]
+    assert len(sizes) <= 8 * 6 + 8
 
 
 async def _alist(store: CassandraByteStore, prefix: str | None = None) -> list[str]:

@@ -296,6 +296,14 @@ def test_one_request_per_chunk_and_none_for_empty_batches(watched: Watched) -> N
     store.mdelete([f"k{i}" for i in range(15)])
     assert commands.names() == ["delete", "delete"]
     assert store.mget(["k14", "k15"]) == [None, b"v"]
+    # A single key is an _id equality (FerretDB looks it up instead of scanning).
+    commands.clear()
+    assert store.mget(["k15"]) == [b"v"]
+    store.mdelete(["k15", "k15"])
+    assert store.mget(["k15"]) == [None]
+    ((_, find), (_, delete), _) = commands.sent
+    assert find["filter"]["_id"] == "kvstores:1:n:k15"
+    assert delete["deletes"][0]["q"] == {"_id": "kvstores:1:n:k15"}
 
 
 class ReadyConnections(monitoring.ConnectionPoolListener):
@@ -360,19 +368,31 @@ def test_listing_is_keyset_pages_of_a_sorted_range(watched: Watched) -> None:
     commands.clear()
     assert list(store.yield_keys(prefix="a")) == [f"a{i:03d}" for i in range(25)]
     # One find per page, each starting after the last key of the page before; its one
-    # reply closes the cursor: no getMore, no cursor left open between pages.
-    assert commands.names() == ["find", "find", "find"]
+    # reply closes the cursor: no getMore, no cursor left open between pages. Pages double
+    # (10, 20, ...), each asking one key more, which tells the last page from a full one.
+    assert commands.names() == ["find", "find"]
     finds = [command for _, command in commands.sent]
     assert [find["filter"]["_id"] for find in finds] == [
         {"$gte": "kvstores:2:ns:a", "$lt": "kvstores:2:ns:b"},
         {"$gt": "kvstores:2:ns:a009", "$lt": "kvstores:2:ns:b"},
-        {"$gt": "kvstores:2:ns:a019", "$lt": "kvstores:2:ns:b"},
     ]
     for find in finds:
         assert find["sort"] == {"_id": 1}
         assert find["projection"] == {"_id": True}
-        assert find["limit"] == 10  # pymongo asks a batch of limit + 1: one reply
+    assert [find["limit"] for find in finds] == [11, 21]  # and a batch as large: one reply
     assert all(reply["cursor"]["id"] == 0 for _, reply in commands.replies)
+
+    # A listing that fits in a page is one find, even when it fills the page exactly.
+    commands.clear()
+    assert list(store.yield_keys(prefix="a00")) == [f"a{i:03d}" for i in range(10)]
+    assert commands.names() == ["find"]
+    assert asyncio.run(_alist(store, "a00")) == [f"a{i:03d}" for i in range(10)]
+
+
+async def _alist(store: MongoDBByteStore, prefix: str) -> list[str]:
+    keys = [key async for key in store.ayield_keys(prefix=prefix)]
+    await store.aclose()
+    return keys
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])

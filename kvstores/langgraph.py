@@ -17,6 +17,7 @@ holds the namespace, key, value, timestamps and expiry, so such keys are resolve
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
@@ -77,6 +78,12 @@ _HEAD = MAX_KEY_LENGTH - 65
 
 def namespace_prefix(namespace: Sequence[str], root: str = ITEM_ROOT) -> str:
     """The byte-store key prefix of a namespace and everything below it."""
+    return _prefix(tuple(namespace), root)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix(namespace: tuple[str, ...], root: str) -> str:
+    """`namespace_prefix`, escaped once per namespace: a batch's items share a few."""
     return root + "".join(label.translate(_LABEL) + "/" for label in namespace)
 
 
@@ -167,7 +174,7 @@ class _Entry:
 
     @classmethod
     def decode(cls, data: bytes) -> _Entry:
-        raw = json.loads(data)
+        raw = json.loads(data.decode())  # str: json.loads(bytes) sniffs the encoding first
         return cls(tuple(raw["n"]), raw["k"], raw["v"], raw["c"], raw["u"], raw["t"], raw["e"])
 
     def live(self, now: float) -> bool:
@@ -253,10 +260,13 @@ class _Plan:
         self.results: list[Result] = [None] * len(ops)
         self.puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         reads: dict[str, None] = {}
-        for op in ops:
+        #: The byte-store key of each get (by op index), computed once.
+        self.keys: dict[int, str] = {}
+        for index, op in enumerate(ops):
             _validate_op(op)
             if isinstance(op, GetOp):
-                reads[item_key(op.namespace, op.key)] = None
+                reads[stored := item_key(op.namespace, op.key)] = None
+                self.keys[index] = stored
             elif isinstance(op, PutOp):
                 self.puts[(op.namespace, op.key)] = op  # the last put of a key wins
                 reads[item_key(op.namespace, op.key)] = None
@@ -312,7 +322,7 @@ class _Plan:
         writes: dict[str, bytes] = {}
         for index, op in enumerate(self.ops):
             if isinstance(op, GetOp):
-                entry = found.get(item_key(op.namespace, op.key))
+                entry = found.get(self.keys[index])
                 if entry is None or (entry.namespace, entry.key) != (op.namespace, op.key):
                     continue  # absent, or another item's shortened key
                 if not entry.live(now):

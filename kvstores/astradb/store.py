@@ -386,7 +386,9 @@ class AstraDBBase(BackendStore[V]):
                     documents,
                     ordered=False,
                     chunk_size=self.insert_chunk,
-                    concurrency=self.concurrency,
+                    # One request: no concurrency, for which astrapy's sync insert_many
+                    # starts and joins a thread pool on every call.
+                    concurrency=self.concurrency if len(documents) > self.insert_chunk else 1,
                 )
             ]
         except CollectionInsertManyException as exc:

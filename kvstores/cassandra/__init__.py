@@ -50,9 +50,12 @@ once), one wave per batch:
   batch log, and Cassandra's batch size limits do not apply to it.
 - `mdelete`: one ``DELETE … WHERE ns = ? AND bucket = ? AND key IN ?`` per bucket.
 - `yield_keys(prefix=p)`: the clustering range ``key >= p AND key < upper bound`` in every
-  bucket of the namespace, a page (`page_size`, 1000 rows) of each at once per wave, with the
-  driver's paging state: it costs the buckets plus the matches, not the table. At most
-  ``buckets × page_size`` keys are held at once.
+  bucket of the namespace, read by one ``SELECT … WHERE ns = ? AND bucket IN ? AND key >= ?
+  AND key < ?`` per group of `list_group` (8) buckets, all groups at once per wave, a page
+  each with the driver's paging state: it costs the buckets plus the matches, not the
+  table. Pages start at `page_size` (1000 rows) and double from wave to wave up to 16 times
+  it, so a long listing sends few statements; at most ``buckets / list_group × 16 ×
+  page_size`` keys are held at once.
 
 Empty batches send nothing. The async methods run the same programs, the driver's
 `execute_async` futures bridged to asyncio (no thread per call); the first connection is

@@ -30,6 +30,7 @@ from kvstores.backend import (
     drive,
     mask_url,
     merge_common_options,
+    page_sizes,
     prefix_upper_bound,
     to_thread,
 )
@@ -90,12 +91,13 @@ class _Ready(NamedTuple):
 
 
 class _Listing:
-    """A listing's state: each bucket with pages left, and its paging state (`None`: the
-    first page). Every wave asks each such bucket for its next page, concurrently."""
+    """A listing's state: each group of buckets with pages left, and its paging state
+    (`None`: the first page). Every wave asks each such group for its next page,
+    concurrently; pages grow from wave to wave (`page_sizes`)."""
 
-    __slots__ = ("bounds", "now", "page", "pending", "prefix_ns", "statement")
+    __slots__ = ("bounds", "groups", "pages", "pending", "prefix_ns", "statement")
 
-    def __init__(self, ready: _Ready, namespace: str, prefix: str, page: int) -> None:
+    def __init__(self, ready: _Ready, namespace: str, prefix: str, page: int, group: int) -> None:
         high = prefix_upper_bound(prefix) if prefix else None
         self.bounds: tuple[str, ...]
         if not prefix:
@@ -105,26 +107,29 @@ class _Listing:
         else:
             self.statement, self.bounds = ready.list_range, (prefix, high)
         self.prefix_ns = namespace
-        self.page = page
-        self.pending: dict[int, Any] = dict.fromkeys(range(ready.buckets))
+        self.pages = page_sizes(page)
+        buckets = list(range(ready.buckets))
+        self.groups = [buckets[start : start + group] for start in range(0, len(buckets), group)]
+        self.pending: dict[int, Any] = dict.fromkeys(range(len(self.groups)))
 
     def calls(self) -> list[Call]:
         calls = []
-        for bucket, state in self.pending.items():
-            bound = self.statement.bind((self.prefix_ns, bucket, *self.bounds))
-            bound.fetch_size = self.page
+        page = next(self.pages)
+        for group, state in self.pending.items():
+            bound = self.statement.bind((self.prefix_ns, self.groups[group], *self.bounds))
+            bound.fetch_size = page
             calls.append((bound, None, state))
         return calls
 
     def read(self, results: Sequence[Any]) -> list[str]:
-        """The live keys of a wave's pages; the buckets with pages left stay pending."""
+        """The live keys of a wave's pages; the groups with pages left stay pending."""
         now = _now_ms()
         keys: list[str] = []
         pending: dict[int, Any] = {}
-        for bucket, result in zip(self.pending, results, strict=True):
+        for group, result in zip(self.pending, results, strict=True):
             keys += [key for key, exp in result.current_rows if not exp or exp > now]
             if result.paging_state is not None:
-                pending[bucket] = result.paging_state
+                pending[group] = result.paging_state
         self.pending = pending
         return keys
 
@@ -140,6 +145,10 @@ class CassandraByteStore(BackendStore[bytes]):
     batch_bytes: int = 4 * 1024 * 1024
     #: Statements in flight at once per operation (a larger wave waits for the one before).
     max_in_flight: int = 256
+    #: Buckets per listing statement (an ``IN`` over them): a listing sends a few statements
+    #: at once (8 for the default 64 buckets) rather than one per bucket, each costing the
+    #: driver as much as the rows of a page.
+    list_group: int = 8
 
     def __init__(
         self,
@@ -296,7 +305,7 @@ class CassandraByteStore(BackendStore[bytes]):
         qualified = self._create_schema(session)
         buckets = self._table_buckets(session)
         profile = store_profile(session, self.settings.consistency)
-        head = f"SELECT key, exp FROM {qualified} WHERE ns = ? AND bucket = ?"
+        head = f"SELECT key, exp FROM {qualified} WHERE ns = ? AND bucket IN ?"
         columns = f"INSERT INTO {qualified} (ns, bucket, key, value, exp) VALUES (?, ?, ?, ?, ?)"
         return _Ready(
             session=session,
@@ -386,6 +395,10 @@ class CassandraByteStore(BackendStore[bytes]):
         """`_perform`, the futures bridged to the running loop and awaited."""
         execute, profile = ready.session.execute_async, ready.profile
         try:
+            if len(calls) == 1:  # one statement: one await, no gathering
+                ((statement, params, state),) = calls
+                future = execute(statement, params, execution_profile=profile, paging_state=state)
+                return [await bridge(future)], None
             results: list[Any] = []
             for wave in chunked(calls, self.max_in_flight):
                 futures = [
@@ -514,11 +527,11 @@ class CassandraByteStore(BackendStore[bytes]):
         ready = await self._aready()
         await self._arun(self._mdelete_program(ready, keys), ready)
 
-    # Listing: every bucket's clustering range, a page of each at once per wave
+    # Listing: every bucket's clustering range, a page of each group of buckets at once per wave
 
     def _yield_keys(self, prefix: str) -> Iterator[str]:
         ready = self._ready()
-        listing = _Listing(ready, self._ns, prefix, self.page_size)
+        listing = _Listing(ready, self._ns, prefix, self.page_size, self.list_group)
         while listing.pending:
             with self._errors:
                 results, error = self._perform(ready, listing.calls())
@@ -528,7 +541,7 @@ class CassandraByteStore(BackendStore[bytes]):
 
     async def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         ready = await self._aready()
-        listing = _Listing(ready, self._ns, prefix, self.page_size)
+        listing = _Listing(ready, self._ns, prefix, self.page_size, self.list_group)
         while listing.pending:
             async with self._errors:
                 results, error = await self._aperform(ready, listing.calls())

@@ -48,13 +48,17 @@ sent concurrently by the async methods:
   limit and batch size the number of keys, so its one reply holds every match;
 - `mset`: one unordered ``bulk_write`` of ``ReplaceOne({"_id": id}, {"v": ..., ["exp":
   ...]}, upsert=True)``;
-- `mdelete`: ``delete_many({"_id": {"$in": ids}})``;
-- `yield_keys(prefix=p)`: keyset pages of 1000 keys (`page_size`), each one ``find`` on
-  the range ``{"_id": {"$gte": ns + p, "$lt": upper bound}}`` (never a regex built from
-  user input; the ``_id`` index serves it on MongoDB), the pages after the first starting
-  at ``"$gt"`` the last key given, sorted by ``_id``, projected to it, with limit and batch
-  size a page: one reply per page, no cursor left open between pages (none to lose to the
-  server's idle timeout, and writes between pages never disturb the listing);
+- `mdelete`: ``delete_many({"_id": {"$in": ids}})``; for a single key, `mget` and
+  `mdelete` name it as ``{"_id": id}`` instead (FerretDB looks a key up, but scans for
+  an ``$in``);
+- `yield_keys(prefix=p)`: keyset pages, each one ``find`` on the range ``{"_id":
+  {"$gte": ns + p, "$lt": upper bound}}`` (never a regex built from user input; the
+  ``_id`` index serves it on MongoDB), the pages after the first starting at ``"$gt"`` the
+  last key given, sorted by ``_id``, projected to it, with limit and batch size a page plus
+  one key: one reply per page, no cursor left open between pages (none to lose to the
+  server's idle timeout, and writes between pages never disturb the listing). Pages start
+  at 1000 keys (`page_size`) and double up to 16 times it; the extra key tells a last page
+  from a full one, so a listing that fits in a page is one ``find``;
 - `count_keys(prefix=p)`: ``count_documents`` on the same range.
 
 Empty batches send nothing. Documents are read with the stores' own codec options (plain

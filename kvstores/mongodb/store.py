@@ -17,14 +17,13 @@ from kvstores.backend import (
     BackendStore,
     KVStoreError,
     PerLoop,
-    akeyset_pages,
     check_timeout,
     chunked,
     error_reason,
-    keyset_pages,
     mask_url,
     merge_common_options,
     namespace_prefix,
+    page_sizes,
     prefix_upper_bound,
     secret_values,
     to_thread,
@@ -339,7 +338,7 @@ class MongoDBBase(BackendStore[V]):
 
     def _find_values(self, collection: Any, ids: Sequence[str]) -> Any:
         n = len(ids)  # limit = batch size = n: one reply, and the cursor is closed
-        query = self._live({"_id": {"$in": ids}})
+        query = self._live(self._by_ids(ids))
         return collection.find(query, _VALUE, limit=n, batch_size=n).to_list()
 
     def _mset_program(self, collection: Any, items: dict[str, V]) -> Program[None]:
@@ -376,9 +375,15 @@ class MongoDBBase(BackendStore[V]):
         """One ``delete_many`` with ``_id: {$in}`` per chunk."""
         ids = list(dict.fromkeys(self._ids(keys)))
         yield [
-            partial(collection.delete_many, {"_id": {"$in": chunk}})
+            partial(collection.delete_many, self._by_ids(chunk))
             for chunk in chunked(ids, self.chunk_size)
         ]
+
+    @staticmethod
+    def _by_ids(ids: Sequence[str]) -> dict[str, Any]:
+        """``_id: {$in: ids}``; a single id as an equality, which FerretDB (that scans its
+        table for an ``$in``) turns into a lookup by key."""
+        return {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
 
     def _count_program(self, collection: Any, prefix: str) -> Program[int]:
         (count,) = yield [partial(collection.count_documents, self._live(self._range(prefix)))]
@@ -393,20 +398,32 @@ class MongoDBBase(BackendStore[V]):
     # Listing
 
     def _yield_keys(self, prefix: str) -> Iterator[str]:
-        def fetch(after: str | None, limit: int) -> list[str]:
-            return self._run(self._page_program, (prefix, after, limit))
-
-        return keyset_pages(fetch, self.page_size)
+        after: str | None = None
+        for limit in page_sizes(self.page_size):
+            page = self._run(self._page_program, (prefix, after, limit + 1))
+            if len(page) <= limit:
+                yield from page
+                return
+            del page[limit:]
+            yield from page
+            after = page[-1]
 
     def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
         if self._given_async is None and self._async_clients is None:
             return super()._ayield_keys(prefix)  # in a worker thread
+        return self._apages(prefix)
 
-        async def fetch(after: str | None, limit: int) -> list[str]:
-            collection = await self._async()
-            return await arun(self._page_program(collection, (prefix, after, limit)), self._errors)
-
-        return akeyset_pages(fetch, self.page_size)
+    async def _apages(self, prefix: str) -> AsyncIterator[str]:
+        """The async twin of `_yield_keys`, on the running loop's async collection."""
+        after: str | None = None
+        for limit in page_sizes(self.page_size):
+            program = self._page_program(await self._async(), (prefix, after, limit + 1))
+            page = await arun(program, self._errors)
+            for key in page[:limit]:
+                yield key
+            if len(page) <= limit:
+                return
+            after = page[limit - 1]
 
     def _page_program(
         self, collection: Any, page: tuple[str, str | None, int]
@@ -414,7 +431,11 @@ class MongoDBBase(BackendStore[V]):
         """A keyset page: one ``find`` on the ``_id`` range of the namespace and prefix, after
         the last key of the page before, sorted by ``_id``, projected to it and limited to a
         page, whose one reply closes the cursor (no cursor outlives a page, so none is lost
-        to the server's idle timeout and writes between pages never disturb a listing)."""
+        to the server's idle timeout and writes between pages never disturb a listing).
+
+        The listing asks one key more than it takes: a page that comes back short of it is
+        the last, so no statement is sent just to learn that nothing follows (FerretDB
+        scans the collection for each)."""
         prefix, after, limit = page
         query = self._range(prefix)
         if after is not None:
