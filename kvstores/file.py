@@ -37,6 +37,8 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 _NAME_CHARS = re.compile(r"[a-z0-9_.%\-\x00]*")  # those of escaped names, and NUL to join them
 _NAME_LIMIT = 140  # under every common filesystem's limit (ext4 255, eCryptfs 143)
 _HEAD = _NAME_LIMIT - 65  # a long name: the first _HEAD characters, "~", sha256 of the key
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_FIRST_READ = 64 * 1024  # one read takes a value up to this size whole
 _NAME_OF = attrgetter("name")  # a directory entry's name
 _NAMESPACES = "~ns"  # names starting with "~" or "." are never keys: dirs, markers, temp files
 _TTL_MARKER = "~ttl"  # present once a store with a ttl wrote here: listings must read headers
@@ -164,11 +166,21 @@ class LocalFileStore(BackendStore[bytes]):
         return self._dir_prefix + _file_name(key)
 
     def _read(self, path: str) -> bytes | None:
+        # os.open and os.read, not open(): a file object costs more than reading a small file.
         try:
-            with open(path, "rb", buffering=0) as file:
-                data = file.readall()
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
+        try:
+            data = os.read(fd, _FIRST_READ)
+            if len(data) == _FIRST_READ:  # a large value: the rest in reads of its size
+                parts = [data]
+                rest = max(os.fstat(fd).st_size - _FIRST_READ + 1, _FIRST_READ)
+                while chunk := os.read(fd, rest):
+                    parts.append(chunk)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
         return data
 
     def _decode(self, path: str, data: bytes, key: str | None) -> bytes | None:

@@ -284,3 +284,17 @@ def test_async_listing_pages_match_the_sync_listing(tmp_path: Path) -> None:
         return [key async for key in missing.ayield_keys()]
 
     assert asyncio.run(collect_missing()) == []
+
+
+@pytest.mark.parametrize("ttl", [None, 100.0])
+def test_values_around_the_first_read_size_come_back_whole(
+    tmp_path: Path, ttl: float | None
+) -> None:
+    """A file is read with one 64 KiB read, then, if that filled, reads of its remaining
+    size: values at and across that boundary come back whole."""
+    store = LocalFileStore(tmp_path, ttl=ttl)
+    sizes = [0, 1, 65535, 65536, 65537, 131072, 131073, 3_000_001]
+    values = {f"k{size}": os.urandom(size) for size in sizes}
+    store.mset(list(values.items()))
+    assert store.mget(list(values)) == list(values.values())
+    assert store.mget(["absent"]) == [None]
