@@ -22,7 +22,9 @@ from kvstores.benchmark import Case, Pair, ThreadedBaseline, build_parser, main
 
 
 class RawFileBaseline(ThreadedBaseline):
-    """One file per key, named by the key with "/" as "_" (the workload's keys are ASCII-safe).
+    """One file per key in one directory, named by the key with "/" as "%2f", as
+    `LocalFileStore` names the workload's keys (``[a-z0-9/]``): the same names to list, and
+    listing decodes them with one `str.replace` each, the least that returns the same keys.
 
     Writes go to a temporary file then `os.replace`, as atomic as `LocalFileStore`'s.
     """
@@ -31,7 +33,7 @@ class RawFileBaseline(ThreadedBaseline):
         self.directory = directory
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.directory, key.replace("/", "_"))
+        return os.path.join(self.directory, key.replace("/", "%2f"))
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
         for key, value in pairs:
@@ -59,9 +61,9 @@ class RawFileBaseline(ThreadedBaseline):
                 pass
 
     def yield_keys(self, *, prefix: str) -> list[str]:
-        name_prefix = prefix.replace("/", "_")
+        name_prefix = prefix.replace("/", "%2f")
         with os.scandir(self.directory) as entries:
-            return [e.name.replace("_", "/") for e in entries if e.name.startswith(name_prefix)]
+            return [e.name.replace("%2f", "/") for e in entries if e.name.startswith(name_prefix)]
 
 
 @contextmanager

@@ -78,9 +78,24 @@ def check_keys(keys: Sequence[str]) -> list[str]:
         if isinstance(keys, (str, bytes)):
             raise TypeError("keys must be a sequence of str, not a single str or bytes")
         keys = list(keys)
+    if len(keys) == 1 and _valid_key(keys[0]):  # one key: its checks without the batch passes
+        return keys
     if keys and not _valid_keys(keys):
         _raise_first_problem(keys)
     return keys
+
+
+def _valid_key(key: object) -> bool:
+    """Whether one key is a valid plain `str`: `_valid_keys` for a batch of one, cheaper.
+
+    `False` for anything else, a `str` subclass included: the batch checks then decide.
+    """
+    return (
+        type(key) is str
+        and 0 < len(key) <= MAX_KEY_LENGTH
+        and "\x00" not in key
+        and (key.isascii() or _encodable(key))
+    )
 
 
 def _valid_keys(keys: Iterable[str] | dict[str, Any]) -> bool:
@@ -163,6 +178,11 @@ def check_pairs(
     store may skip it, as its key and value checks already reject whatever else ``dict()``
     accepts as a pair (a 2-character string gives a `str` value, 2 bytes give an `int` key).
     """
+    if type(pairs) is list and len(pairs) == 1:  # one pair: no dict to deduplicate through
+        pair = pairs[0]
+        if type(pair) in _PAIR_TYPES and len(pair) == 2 and _valid_key(pair[0]):
+            (value,) = coerce_values((pair[1],))
+            return {pair[0]: value}
     if isinstance(pairs, (str, bytes)) or (
         check_pair_types and not set(map(type, pairs)) <= _PAIR_TYPES
     ):

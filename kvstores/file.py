@@ -10,7 +10,8 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from kvstores.backend import (
     BackendStore,
     ConfigurationError,
     KVStoreError,
+    page_sizes,
     path_from_url,
     shorten_key,
     store_options,
+    to_thread,
 )
 
 __all__ = ["LocalFileStore"]
@@ -34,7 +37,9 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 _NAME_CHARS = re.compile(r"[a-z0-9_.%\-\x00]*")  # those of escaped names, and NUL to join them
 _NAME_LIMIT = 140  # under every common filesystem's limit (ext4 255, eCryptfs 143)
 _HEAD = _NAME_LIMIT - 65  # a long name: the first _HEAD characters, "~", sha256 of the key
-_LIST_PAGE = 1000  # directory entries filtered and decoded at a time by yield_keys
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_FIRST_READ = 64 * 1024  # one read takes a value up to this size whole
+_NAME_OF = attrgetter("name")  # a directory entry's name
 _NAMESPACES = "~ns"  # names starting with "~" or "." are never keys: dirs, markers, temp files
 _TTL_MARKER = "~ttl"  # present once a store with a ttl wrote here: listings must read headers
 
@@ -67,7 +72,10 @@ def _escape(text: str) -> str:
 
 
 def _file_name(key: str) -> str:
-    return shorten_key(_escape(key), _NAME_LIMIT, head=_HEAD, sep="~", key=key)
+    name = _escape(key)
+    if len(name) <= _NAME_LIMIT:  # shorten_key's own test, without its call
+        return name
+    return shorten_key(name, _NAME_LIMIT, head=_HEAD, sep="~", key=key)
 
 
 def _unescape(name: str) -> str | None:
@@ -158,11 +166,21 @@ class LocalFileStore(BackendStore[bytes]):
         return self._dir_prefix + _file_name(key)
 
     def _read(self, path: str) -> bytes | None:
+        # os.open and os.read, not open(): a file object costs more than reading a small file.
         try:
-            with open(path, "rb", buffering=0) as file:
-                data = file.readall()
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
+        try:
+            data = os.read(fd, _FIRST_READ)
+            if len(data) == _FIRST_READ:  # a large value: the rest in reads of its size
+                parts = [data]
+                rest = max(os.fstat(fd).st_size - _FIRST_READ + 1, _FIRST_READ)
+                while chunk := os.read(fd, rest):
+                    parts.append(chunk)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
         return data
 
     def _decode(self, path: str, data: bytes, key: str | None) -> bytes | None:
@@ -259,54 +277,89 @@ class LocalFileStore(BackendStore[bytes]):
     # Listing
 
     def _yield_keys(self, prefix: str) -> Iterator[str]:
+        for keys, _ in self._key_pages(prefix):
+            for key in keys:  # noqa: UP028 - a loop beats `yield from` a list on 3.11
+                yield key
+
+    async def _ayield_keys(self, prefix: str) -> AsyncIterator[str]:
+        # One worker-thread hop per page of names, the first also opening the directory: no
+        # hop only to create the iterator, none per key, none to learn that it ended.
+        pages = self._key_pages(prefix)
+        try:
+            last = False
+            while not last:
+                keys, last = await to_thread(next, pages)
+                for key in keys:
+                    yield key
+        finally:
+            # Still running in its thread if this was cancelled mid-hop: it then closes the
+            # directory once that hop ends and the generator is dropped.
+            with contextlib.suppress(ValueError):
+                pages.close()
+
+    def _key_pages(self, prefix: str) -> Generator[tuple[list[str], bool], None, None]:
+        """The keys starting with `prefix`, a page of directory entries at a time (pages of
+        `page_sizes`), each with whether it is the last: one os.scandir, names only."""
         name_prefix = _escape(prefix) if prefix else ""
         try:
             entries = os.scandir(self._dir)
         except FileNotFoundError:
+            yield [], True
             return
         with entries:
             expiring = os.path.exists(self._marker)
-            if expiring or len(name_prefix) > _HEAD:  # headers to read, or long names to check
-                for entry in entries:
-                    key = self._entry_key(entry, name_prefix, prefix, expiring)
-                    if key is not None:
-                        yield key
-                return
-            # A page of names at a time: filtered, then decoded in one C-level call.
-            while page := list(itertools.islice(entries, _LIST_PAGE)):
-                names = [name for entry in page if (name := entry.name).startswith(name_prefix)]
-                joined = "\x00".join(names)
-                if (
-                    _NAME_CHARS.fullmatch(joined) is None  # long names, "~ns", not ours
-                    or joined.startswith(".")  # temporary files
-                    or "\x00." in joined
-                ):
-                    for entry in page:
-                        key = self._entry_key(entry, name_prefix, prefix, expiring)
-                        if key is not None:
-                            yield key
-                    continue
-                keys = _unescape_names(joined, len(names))
-                if keys is None:  # a name that does not decode is not ours: one by one
-                    keys = [key for name in names if (key := _unescape(name)) is not None]
-                for key in keys:  # a loop beats `yield from` a list on 3.11
-                    yield key
+            # Headers to read, or long names whose head the prefix runs past: name by name.
+            one_by_one = expiring or len(name_prefix) > _HEAD
+            for size in page_sizes(self.page_size):
+                names = list(map(_NAME_OF, itertools.islice(entries, size)))
+                last = len(names) < size
+                if one_by_one:
+                    yield self._names_keys(names, name_prefix, prefix, expiring), last
+                else:
+                    yield self._page_keys(names, name_prefix, prefix), last
+                if last:
+                    return
 
-    def _entry_key(
-        self, entry: os.DirEntry[str], name_prefix: str, prefix: str, expiring: bool
-    ) -> str | None:
+    def _page_keys(self, names: list[str], name_prefix: str, prefix: str) -> list[str]:
+        """The keys among a page of names (no expiry to check, a prefix of at most `_HEAD`
+        characters), filtered by the escaped prefix then decoded in one C-level call."""
+        if name_prefix:  # a long name's head holds the prefix whole too: it is kept
+            names = [name for name in names if name.startswith(name_prefix)]
+        joined = "\x00".join(names)
+        if (
+            _NAME_CHARS.fullmatch(joined) is None  # long names, "~ns", not ours
+            or joined.startswith(".")  # temporary files
+            or "\x00." in joined
+        ):
+            return self._names_keys(names, name_prefix, prefix, False)
+        keys = _unescape_names(joined, len(names))
+        if keys is None:  # a name that does not decode is not ours: one by one
+            keys = [key for name in names if (key := _unescape(name)) is not None]
+        return keys
+
+    def _names_keys(
+        self, names: list[str], name_prefix: str, prefix: str, expiring: bool
+    ) -> list[str]:
+        return [
+            key
+            for name in names
+            if (key := self._name_key(name, name_prefix, prefix, expiring)) is not None
+        ]
+
+    def _name_key(self, name: str, name_prefix: str, prefix: str, expiring: bool) -> str | None:
         """The key of one directory entry if it is a live key starting with `prefix`."""
-        name = entry.name
         if name[0] in ".~":
             return None
         if "~" in name:  # a long name: the key is in the file
             head = name.partition("~")[0]
             if head.startswith(name_prefix) or name_prefix.startswith(head):
-                key = self._stored_key(entry.path)
+                key = self._stored_key(self._dir_prefix + name)
                 if key is not None and key.startswith(prefix):
                     return key
             return None
-        if not name.startswith(name_prefix) or (expiring and self._expired(entry.path)):
+        if not name.startswith(name_prefix) or (
+            expiring and self._expired(self._dir_prefix + name)
+        ):
             return None
         return _unescape(name)
 
@@ -364,5 +417,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:  # noqa: SIM105 - contextlib.suppress costs more than the unlink of a missing file
         os.unlink(path)
+    except FileNotFoundError:
+        pass

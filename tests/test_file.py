@@ -249,3 +249,52 @@ def test_listing_with_a_prefix_longer_than_a_long_names_head(tmp_path: Path) -> 
     store.mset([(k, b"v") for k in keys])
     assert sorted(store.yield_keys(prefix="%" * 100)) == sorted(keys[:2])
     assert list(store.yield_keys(prefix="%" * 300 + "b")) == [keys[1]]
+
+
+def test_async_listing_pages_match_the_sync_listing(tmp_path: Path) -> None:
+    """`ayield_keys` runs a page of names per worker-thread hop (pages growing from
+    `page_size`): every page boundary, prefix and early stop must list what the sync one does."""
+    import asyncio
+
+    store = LocalFileStore(tmp_path)
+    store.page_size = 3
+    keys = [f"k/{i}" for i in range(100)] + ["j/1", "k" + "é" * 200]
+    store.mset([(k, b"v") for k in keys])
+    (tmp_path / ".tmp-1-2-3").write_bytes(b"\x00v")
+
+    async def collect(prefix: str | None, stop: int | None = None) -> list[str]:
+        found = []
+        async for key in store.ayield_keys(prefix=prefix):
+            found.append(key)
+            if len(found) == stop:
+                break
+        return found
+
+    for prefix in (None, "k", "k/1", "j", "x"):
+        expected = sorted(store.yield_keys(prefix=prefix))
+        assert sorted(asyncio.run(collect(prefix))) == expected
+        assert sorted(store.yield_keys(prefix=prefix)) == sorted(
+            k for k in keys if k.startswith(prefix or "")
+        )
+    assert len(asyncio.run(collect(None, stop=5))) == 5
+    missing = LocalFileStore(tmp_path / "missing")
+    assert list(missing.yield_keys()) == []
+
+    async def collect_missing() -> list[str]:
+        return [key async for key in missing.ayield_keys()]
+
+    assert asyncio.run(collect_missing()) == []
+
+
+@pytest.mark.parametrize("ttl", [None, 100.0])
+def test_values_around_the_first_read_size_come_back_whole(
+    tmp_path: Path, ttl: float | None
+) -> None:
+    """A file is read with one 64 KiB read, then, if that filled, reads of its remaining
+    size: values at and across that boundary come back whole."""
+    store = LocalFileStore(tmp_path, ttl=ttl)
+    sizes = [0, 1, 65535, 65536, 65537, 131072, 131073, 3_000_001]
+    values = {f"k{size}": os.urandom(size) for size in sizes}
+    store.mset(list(values.items()))
+    assert store.mget(list(values)) == list(values.values())
+    assert store.mget(["absent"]) == [None]

@@ -94,3 +94,22 @@ def test_count_keys() -> None:
 
 def test_count_keys_is_none_where_counting_means_listing(tmp_path: Path) -> None:
     assert LocalFileStore(tmp_path).count_keys() is None
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 1025, "a\x00b", "\udcff", b"k", 1])
+def test_a_one_key_call_with_a_bad_key_raises_and_writes_nothing(
+    tmp_path: Path, bad: object
+) -> None:
+    """One-key batches take a shorter check: it must still reject every bad key."""
+    for store in (InMemoryByteStore(), InMemoryStore[object](), LocalFileStore(tmp_path)):
+        with pytest.raises((TypeError, ValueError)):
+            store.mset([(bad, b"v")])  # type: ignore[list-item]
+        with pytest.raises((TypeError, ValueError)):
+            store.mget([bad])  # type: ignore[list-item]
+        with pytest.raises((TypeError, ValueError)):
+            store.mdelete([bad])  # type: ignore[list-item]
+        assert list(store.yield_keys()) == []
+    with pytest.raises(TypeError):
+        InMemoryStore[object]().mset([("k", None)])
+    with pytest.raises(TypeError):
+        InMemoryStore[object]().mset(["kv"])  # type: ignore[list-item]

@@ -34,6 +34,53 @@ def test_str_subclasses_are_keys() -> None:
         check_keys([Color.RED, ""])
 
 
+BAD_KEYS = [
+    ("", InvalidKeyError),
+    ("x" * 1025, InvalidKeyError),
+    ("a\x00b", InvalidKeyError),
+    ("\udcff", InvalidKeyError),
+    (b"k", TypeError),
+    (1, TypeError),
+    (None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_KEYS)
+def test_a_batch_of_one_bad_key_fails_as_a_longer_batch_does(
+    bad: object, error: type[Exception]
+) -> None:
+    """One key and one pair take a shorter path: it must reject what the batch path does."""
+    with pytest.raises(error) as one:
+        check_keys([bad])  # type: ignore[list-item]
+    with pytest.raises(error) as two:
+        check_keys(["fine", bad])  # type: ignore[list-item]
+    assert str(one.value) == str(two.value)
+    with pytest.raises(error):
+        check_pairs([(bad, b"v")], coerce_byte_values)
+    with pytest.raises(error):
+        check_pairs([[bad, b"v"]], coerce_byte_values)
+
+
+def test_a_batch_of_one_takes_the_batch_checks() -> None:
+    assert check_keys([Color.RED]) == ["red"]
+    assert check_keys(("k",)) == ["k"]
+    assert check_keys(["é" * 1024]) == ["é" * 1024]
+    assert check_pairs([("k", b"v")], coerce_byte_values) == {"k": b"v"}
+    assert check_pairs([["k", bytearray(b"v")]], coerce_byte_values) == {"k": b"v"}
+    assert type(check_pairs([("k", memoryview(b"v"))], coerce_byte_values)["k"]) is bytes
+    assert check_pairs([(Color.RED, b"v")], coerce_byte_values) == {"red": b"v"}
+    for bad_value in (None, "v", 1):
+        with pytest.raises(TypeError):
+            check_pairs([("k", bad_value)], coerce_byte_values)
+    with pytest.raises(InvalidValueError):
+        check_pairs([("k", b"123")], lambda values: coerce_byte_values(values, max_size=2))
+    for bad_pair in ("kv", b"kv", ("k", b"v", b"w"), ("k",), {"k": b"v"}):
+        with pytest.raises(TypeError):
+            check_pairs([bad_pair], coerce_byte_values)
+    with pytest.raises(TypeError):
+        check_pairs([{"k", b"v"}], coerce_byte_values, check_pair_types=True)
+
+
 def test_check_pairs_keeps_last_value_in_first_position() -> None:
     items = check_pairs([("a", b"1"), ("b", b"2"), ("a", b"3")], coerce_byte_values)
     assert list(items.items()) == [("a", b"3"), ("b", b"2")]
