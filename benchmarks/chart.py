@@ -2,6 +2,7 @@
 
 python benchmarks/chart.py results.jsonl [more.jsonl ...] [--out docs/speed.svg]
                            [--batch 100] [--title TEXT] [--clip 3]
+python benchmarks/chart.py results.jsonl --markdown   # the same ratios as a table
 
 For every backend and phase (op and batch) it draws one bar for kvstores ÷ raw and, where
 the run had a LangChain side, one for LangChain ÷ raw, with reference lines at 1.0 (the
@@ -248,6 +249,47 @@ def _bar(side: str, value: float, row: Row, y: float, x: Any, clip: float, left:
     return f"{shape}<title>{escape(label)}</title></{tag}>{text}"
 
 
+_OPS = (
+    ("mset", "mset"),
+    ("mget hits", "mget_hits"),
+    ("mget misses", "mget_misses"),
+    ("yield_keys", "yield_keys"),
+    ("mdelete", "mdelete"),
+)
+
+
+def markdown(rows: Sequence[Row], batches: Sequence[int] = (1, 100)) -> str:
+    """A markdown table of kvstores ÷ raw: a row per phase, sync and async, a column per
+    backend; a cell is ``batch 1 / batch 100`` (the listings are not batched), and
+    LangChain ÷ raw in brackets at the last batch where the run had that side."""
+    by_key = {(r.backend, r.op, r.batch): r for r in rows}
+    backends = list(dict.fromkeys(r.backend for r in rows))
+
+    def cell(backend: str, op: str) -> str:
+        listing = op.endswith("yield_keys")
+        found = [by_key.get((backend, op, None if listing else b)) for b in batches]
+        found = found[:1] if listing else found
+        if all(r is None for r in found):
+            return "–"
+        text = " / ".join("–" if r is None else f"{r.kvstores:.2f}" for r in found)
+        last = found[-1]
+        if last is not None and last.langchain is not None:
+            text += f" ({last.langchain:.2f})"
+        return text
+
+    lines = [  # backends by their first word: "mongodb bytes (ferretdb …)" is "mongodb bytes"
+        "| phase | " + " | ".join(b.split(" (")[0] for b in backends) + " |",
+        "|---|" + "--:|" * len(backends),
+    ]
+    for prefix in ("", "a"):
+        for label, op in _OPS:
+            name = prefix + op
+            cells = [cell(b, name) for b in backends]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {prefix + label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", help="JSON Lines files written by --json")
@@ -255,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="keep this batch size (and the listings)")
     p.add_argument("--title", default="kvstores and LangChain's stores against the raw driver")
     p.add_argument("--clip", type=float, default=3.0, help="cut bars longer than this ratio")
+    p.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print a markdown table (batch 1 / batch 100 per cell) instead of writing the SVG",
+    )
     return p
 
 
@@ -263,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.clip <= 1:
         raise SystemExit("--clip must be above 1")
     runs, rows = load(args.files)
+    if args.markdown:
+        print(markdown(rows), end="")
+        return Path(args.out)
     rows = keep_batch(rows, args.batch)
     if not rows:
         raise SystemExit("no results with a raw baseline in " + ", ".join(args.files))

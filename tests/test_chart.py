@@ -151,3 +151,23 @@ def test_chart_with_nothing_to_draw_says_so(tmp_path: Path) -> None:
     path.write_text(RUN + "\n" + _result("memory", "mset", 100, None) + "\n")
     with pytest.raises(SystemExit, match="no results with a raw baseline"):
         chart.main([str(path), "--out", str(tmp_path / "x.svg")])
+
+
+def test_markdown_table_of_the_same_ratios(tmp_path: Path, capsys: Any) -> None:
+    results = tmp_path / "r.jsonl"
+    lines = [
+        RUN,
+        _result("sqlite", "mget_hits", 1, 0.61),
+        _result("sqlite", "mget_hits", 100, 0.93, lc=0.05),
+        _result("sqlite", "yield_keys", None, 0.88),
+        _result("mongodb bytes (ferretdb 1.24.2)", "amdelete", 100, 1.2),
+        _result("sqlite", "mset", 100, None),  # no baseline: left out
+    ]
+    results.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    chart.main([str(results), "--markdown"])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| phase | sqlite | mongodb bytes |"
+    assert "| mget hits | 0.61 / 0.93 (0.05) | – |" in table
+    assert "| yield_keys | 0.88 | – |" in table
+    assert "| amdelete | – | – / 1.20 |" in table
+    assert not any(row.startswith("| mset ") for row in table)
