@@ -94,7 +94,7 @@ class MySQLStatements(Statements):
     ) -> Statement:
         n, long = len(columns), rests is not None
         params: dict[str, Any] = {"ns": ns.encode(), "e": expires}
-        sql = self._cached(("upsert", n, long), lambda: self._upsert_sql(n, long))
+        sql = self._cached(("upsert", n, long), self._upsert_sql, n, long)
         keys = map(str.encode, columns)
         if rests is None:
             flat = chain.from_iterable(zip(keys, values, strict=True))

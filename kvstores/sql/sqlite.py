@@ -105,7 +105,7 @@ class SQLiteStatements(Statements):
         self, ns: str, columns: Keys, rests: Keys | None, values: Values, expires: float | None
     ) -> Statement:
         n, long = len(columns), rests is not None
-        sql = self._cached(("upsert", n, long), lambda: self._upsert_sql(n, long))
+        sql = self._cached(("upsert", n, long), self._upsert_sql, n, long)
         rows = (
             zip(columns, values, strict=True)
             if rests is None

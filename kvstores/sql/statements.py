@@ -38,12 +38,13 @@ class Statements:
         self.c = {name: quote(name) for name in COLUMNS}
         self._cache: dict[tuple[Any, ...], str] = {}
 
-    def _cached(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+    def _cached(self, key: tuple[Any, ...], build: Callable[..., str], *args: Any) -> str:
+        """The text cached under `key`, else ``build(*args)`` cached (no closure per call)."""
         sql = self._cache.get(key)
         if sql is None:
             if len(self._cache) >= 128:
                 self._cache.clear()
-            sql = self._cache[key] = build()
+            sql = self._cache[key] = build(*args)
         return sql
 
     def ph(self, name: str) -> str:
@@ -98,10 +99,7 @@ class Statements:
 
     def _in_list(self, kind: str, n: int) -> str:
         """The text of a `select` (`kind`) or `delete` of `n` keys in an ``IN (…)`` list."""
-        sql = self._cache.get((kind, n))  # what `_cached` does, without a closure per call
-        return (
-            sql if sql is not None else self._cached((kind, n), lambda: self._in_list_sql(kind, n))
-        )
+        return self._cached((kind, n), self._in_list_sql, kind, n)
 
     def _in_list_sql(self, kind: str, n: int) -> str:
         c = self.c
@@ -199,7 +197,7 @@ class Statements:
         if self.marks_in_page and not whole:
             params["expiring"], params["long"] = t(EXPIRING + ns), t(LONG + ns)
         shape = (mode, upper is not None, after is not None, expiry, whole, count)
-        sql = self._cached(("page", *shape), lambda: self._page_sql(*shape))
+        sql = self._cached(("page", *shape), self._page_sql, *shape)
         return sql, params
 
     def _page_sql(
