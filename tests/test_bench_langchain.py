@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from benchmarks import _langchain as lc  # the repository root is on the path (pytest)
 from kvstores.benchmark import Case, Config, Pair, run
 from kvstores.memory import InMemoryByteStore
 
-
-def _module() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "_langchain.py"
-    spec = importlib.util.spec_from_file_location("bench_langchain", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lc = _module()
 CONFIG = Config(keys=40, batches=(10,), rounds=1, min_time=0, ops=("mset", "mget", "yield_keys"))
 
 

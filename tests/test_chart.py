@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from benchmarks import chart  # the repository root is on the path (pytest)
+
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def _chart() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "chart.py"
-    spec = importlib.util.spec_from_file_location("bench_chart", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_chart"] = module  # for its dataclasses
-    spec.loader.exec_module(module)
-    return module
-
-
-chart = _chart()
 
 
 def _result(backend: str, op: str, batch: int | None, ratio: Any, lc: Any = None) -> str:
