@@ -75,45 +75,103 @@ def _in(n: int, mark: str) -> str:
     return ",".join([mark] * n)
 
 
+#: The raw side's table and what its statements add for it. "natural": ``key`` primary key
+#: and ``value``, what a user of the driver makes. "store": the store's own table (made by a
+#: `SQLByteStore`): a namespace and the key as the primary key, the rest of a long key, the
+#: value and an expiry time; reads check expiry as the store's do, listing does not (as the
+#: store's does not while no row of the namespace expires). What the store costs against
+#: "store" is its client side alone; the difference to "natural" is what its table costs
+#: the server (`--raw-schema`).
+SCHEMAS = ("natural", "store")
+
+
+class RawSQL:
+    """The raw side's statement texts for `schema`, with `mark` as the parameter mark."""
+
+    def __init__(self, schema: str, table: str, mark: str, quote: str = "") -> None:
+        k = f"{quote}key{quote}"
+        self.store = schema == "store"
+        if self.store:
+            self.columns = f"(namespace, {k}, key_rest, value, expires_at)"
+            self.row = f"({_in(5, mark)})"  # bound, as PyMySQL sends only such rows as one
+            self.where = f"namespace = '' AND {k}"
+            self.fresh = f" AND (expires_at IS NULL OR expires_at > {mark})"
+            self.conflict = f"(namespace, {k})"
+            self.updated: tuple[str, ...] = ("value", "expires_at")
+        else:
+            self.columns, self.row, self.where = f"({k}, value)", f"({mark}, {mark})", k
+            self.fresh, self.conflict, self.updated = "", f"({k})", ("value",)
+        self.listing = (
+            f"SELECT {k} FROM {table} WHERE {self.where} >= {mark} AND {k} < {mark} ORDER BY {k}"
+        )
+
+    def rows(self, pairs: Sequence[Pair]) -> Sequence[tuple[Any, ...]]:
+        """The parameters of `row` for each pair."""
+        return [("", k, "", v, None) for k, v in pairs] if self.store else pairs
+
+    def update(self, new: str) -> str:
+        """What an upsert sets: each updated column to `new` formatted with its name."""
+        return ", ".join(f"{column} = {new.format(column)}" for column in self.updated)
+
+    def now(self) -> tuple[float, ...]:
+        """The parameter of `fresh`: now, if reads check expiry."""
+        return (time.time(),) if self.store else ()
+
+
+def _store_table(url: str, table: str) -> None:
+    """Make the store's table (and its meta table) named `table` at `url`, for a raw side."""
+    store = SQLByteStore(url, table=table)
+    try:
+        store.create_schema()
+    finally:
+        store.close()
+
+
 class RawSQLite(ThreadedBaseline):
     """sqlite3 on its own database file; a lock, as one connection serves the worker threads."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, schema: str = "natural") -> None:
+        if schema == "store":
+            _store_table(f"sqlite:///{path}", "raw")
         self.db = sqlite3.connect(path, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE raw (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        if schema == "natural":
+            self.db.execute("CREATE TABLE raw (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self.sql = sql = RawSQL(schema, "raw", "?")
+        self.upsert = (
+            f"INSERT INTO raw {sql.columns} VALUES {sql.row} "
+            f"ON CONFLICT {sql.conflict} DO UPDATE SET {sql.update('excluded.{}')}"
+        )
         self.lock = threading.Lock()
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
         with self.lock:
-            self.db.executemany(
-                "INSERT INTO raw (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                pairs,
-            )
+            self.db.executemany(self.upsert, self.sql.rows(pairs))
             self.db.commit()
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        sql = self.sql
         with self.lock:
             rows = self.db.execute(
-                f"SELECT key, value FROM raw WHERE key IN ({_in(len(keys), '?')})", keys
+                f"SELECT key, value FROM raw WHERE {sql.where} IN ({_in(len(keys), '?')})"
+                + sql.fresh,
+                (*keys, *sql.now()),
             ).fetchall()
         found = dict(rows)
         return [found.get(k) for k in keys]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
         with self.lock:
-            self.db.execute(f"DELETE FROM raw WHERE key IN ({_in(len(keys), '?')})", keys)
+            self.db.execute(
+                f"DELETE FROM raw WHERE {self.sql.where} IN ({_in(len(keys), '?')})", keys
+            )
             self.db.commit()
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
         # One statement, its rows stepped through by the cursor: the physical limit.
         with self.lock:
-            cursor = self.db.execute(
-                "SELECT key FROM raw WHERE key >= ? AND key < ? ORDER BY key",
-                (prefix, prefix_upper_bound(prefix)),
-            )
+            cursor = self.db.execute(self.sql.listing, (prefix, prefix_upper_bound(prefix)))
             for (key,) in cursor:
                 yield key
 
@@ -124,23 +182,27 @@ class RawSQLite(ThreadedBaseline):
 class RawPsycopg:
     """psycopg 3 in autocommit mode on its own table; an `AsyncConnection` for the async ops."""
 
-    def __init__(self, url: str, table: str) -> None:
+    def __init__(self, url: str, table: str, schema: str = "natural", store_url: str = "") -> None:
         import psycopg
 
         self.url, self.table = url, table
+        if schema == "store":
+            _store_table(store_url, table)
         self.db = psycopg.connect(url, autocommit=True)
-        self.db.execute(
-            f'CREATE TABLE {table} (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL)'
-        )
+        if schema == "natural":
+            self.db.execute(
+                f'CREATE TABLE {table} (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL)'
+            )
         self._adb: Any = None
-        t = table
+        t, self.sql = table, (sql := RawSQL(schema, table, "%s"))
+        rows = "'', k, '', v, NULL" if sql.store else "k, v"
         self.upsert = (
-            f"INSERT INTO {t} (key, value) SELECT * FROM unnest(%b::text[], %b::bytea[]) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            f"INSERT INTO {t} {sql.columns} SELECT {rows} FROM unnest(%b::text[], %b::bytea[]) "
+            f"AS u(k, v) ON CONFLICT {sql.conflict} DO UPDATE SET {sql.update('EXCLUDED.{}')}"
         )
-        self.select = f"SELECT key, value FROM {t} WHERE key = ANY(%b::text[])"
-        self.delete = f"DELETE FROM {t} WHERE key = ANY(%b::text[])"
-        self.listing = f"SELECT key FROM {t} WHERE key >= %s AND key < %s ORDER BY key"
+        self.select = f"SELECT key, value FROM {t} WHERE {sql.where} = ANY(%b::text[]){sql.fresh}"
+        self.delete = f"DELETE FROM {t} WHERE {sql.where} = ANY(%b::text[])"
+        self.listing = sql.listing
 
     async def _adb_(self) -> Any:
         if self._adb is None:  # on the harness's (single) event loop
@@ -153,7 +215,8 @@ class RawPsycopg:
         self.db.execute(self.upsert, ([k for k, _ in pairs], [v for _, v in pairs]))
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
-        found = dict(self.db.execute(self.select, (list(keys),), binary=True).fetchall())
+        params = (list(keys), *self.sql.now())
+        found = dict(self.db.execute(self.select, params, binary=True).fetchall())
         return [found.get(k) for k in keys]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
@@ -172,7 +235,8 @@ class RawPsycopg:
 
     async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
         db = await self._adb_()
-        found = dict(await (await db.execute(self.select, (list(keys),), binary=True)).fetchall())
+        params = (list(keys), *self.sql.now())
+        found = dict(await (await db.execute(self.select, params, binary=True)).fetchall())
         return [found.get(k) for k in keys]
 
     async def amdelete(self, keys: Sequence[str], /) -> None:
@@ -186,7 +250,7 @@ class RawPsycopg:
             yield key
 
     def close(self) -> None:
-        self.db.execute(f"DROP TABLE IF EXISTS {self.table}")
+        self.db.execute(f"DROP TABLE IF EXISTS {self.table}, {self.table}_meta")
         self.db.close()
         if self._adb is not None:
             asyncio.run(self._adb.close())  # its socket is closed outside the old loop too
@@ -195,10 +259,12 @@ class RawPsycopg:
 class RawPyMySQL(ThreadedBaseline):
     """PyMySQL in autocommit mode on its own table; a lock, as one connection serves threads."""
 
-    def __init__(self, url: str, table: str) -> None:
+    def __init__(self, url: str, table: str, schema: str = "natural") -> None:
         import pymysql
         from sqlalchemy.engine import make_url
 
+        if schema == "store":
+            _store_table(url, table)
         u = make_url(url)
         self.table = table
         self.db = pymysql.connect(
@@ -211,49 +277,57 @@ class RawPyMySQL(ThreadedBaseline):
             max_allowed_packet=1 << 30,
         )
         self.lock = threading.Lock()
-        with self.db.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TABLE {table} (`key` VARCHAR(767) CHARACTER SET utf8mb4 "
-                "COLLATE utf8mb4_bin PRIMARY KEY, value LONGBLOB NOT NULL) ENGINE=InnoDB"
-            )
+        if schema == "natural":
+            with self.db.cursor() as cursor:
+                cursor.execute(
+                    f"CREATE TABLE {table} (`key` VARCHAR(767) CHARACTER SET utf8mb4 "
+                    "COLLATE utf8mb4_bin PRIMARY KEY, value LONGBLOB NOT NULL) ENGINE=InnoDB"
+                )
+        self.sql = sql = RawSQL(schema, table, "%s", "`")
+        self.upsert = (
+            f"INSERT INTO {table} {sql.columns} VALUES {sql.row} "
+            f"ON DUPLICATE KEY UPDATE {sql.update('VALUES({})')}"
+        )
 
     def mset(self, pairs: Sequence[Pair], /) -> None:
         with self.lock, self.db.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {self.table} (`key`, value) VALUES (%s, %s) "
-                "ON DUPLICATE KEY UPDATE value = VALUES(value)",
-                pairs,
-            )
+            cursor.executemany(self.upsert, self.sql.rows(pairs))
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
+        sql = self.sql
         with self.lock, self.db.cursor() as cursor:
             cursor.execute(
-                f"SELECT `key`, value FROM {self.table} WHERE `key` IN ({_in(len(keys), '%s')})",
-                keys,
+                f"SELECT `key`, value FROM {self.table} "
+                f"WHERE {sql.where} IN ({_in(len(keys), '%s')}){sql.fresh}",
+                (*keys, *sql.now()),
             )
-            found = dict(cursor.fetchall())
+            rows = cursor.fetchall()
+        # The store's key columns are VARBINARY (compared by code point): bytes come back.
+        found = {k.decode(): v for k, v in rows} if sql.store else dict(rows)
         return [found.get(k) for k in keys]
 
     def mdelete(self, keys: Sequence[str], /) -> None:
         with self.lock, self.db.cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {self.table} WHERE `key` IN ({_in(len(keys), '%s')})", keys
+                f"DELETE FROM {self.table} WHERE {self.sql.where} IN ({_in(len(keys), '%s')})",
+                keys,
             )
 
     def yield_keys(self, *, prefix: str) -> Iterator[str]:
         # One statement, its whole result read at once (PyMySQL's default cursor).
         with self.lock, self.db.cursor() as cursor:
-            cursor.execute(
-                f"SELECT `key` FROM {self.table} WHERE `key` >= %s AND `key` < %s ORDER BY `key`",
-                (prefix, prefix_upper_bound(prefix)),
-            )
+            cursor.execute(self.sql.listing, (prefix, prefix_upper_bound(prefix)))
             rows = cursor.fetchall()
-        for (key,) in rows:
-            yield key
+        if self.sql.store:
+            for (key,) in rows:
+                yield key.decode()
+        else:
+            for (key,) in rows:
+                yield key
 
     def close(self) -> None:
         with self.db.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+            cursor.execute(f"DROP TABLE IF EXISTS {self.table}, {self.table}_meta")
         self.db.close()
 
 
@@ -317,17 +391,20 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
                     tempfile.TemporaryDirectory(prefix="bench-sql-", dir=args.dir)
                 )
                 store = SQLByteStore(f"sqlite:///{directory}/kvstores.db")
-                raw: Any = RawSQLite(f"{directory}/raw.db")
+                raw: Any = RawSQLite(f"{directory}/raw.db", args.raw_schema)
             elif name == "postgres":
                 store = SQLByteStore(url, table=f"bench_kv_{tag}")
                 libpq_url = store.url.set(drivername="postgresql")
                 raw = RawPsycopg(
-                    libpq_url.render_as_string(hide_password=False), f"bench_raw_{tag}"
+                    libpq_url.render_as_string(hide_password=False),
+                    f"bench_raw_{tag}",
+                    args.raw_schema,
+                    url,
                 )
                 settle = _vacuum(raw, {id(store): f"bench_kv_{tag}", id(raw): f"bench_raw_{tag}"})
             else:
                 store = SQLByteStore(url, table=f"bench_kv_{tag}")
-                raw = RawPyMySQL(url, f"bench_raw_{tag}")
+                raw = RawPyMySQL(url, f"bench_raw_{tag}", args.raw_schema)
             stack.callback(store.close)
             if name != "sqlite":
                 stack.callback(_drop, store)
@@ -512,6 +589,12 @@ if __name__ == "__main__":
     parser.add_argument("--dir", help="where SQLite's temporary files go (default: $TMPDIR)")
     parser.add_argument(
         "--prefix-scaling", action="store_true", help="time listing a prefix as the table grows"
+    )
+    parser.add_argument(
+        "--raw-schema",
+        choices=SCHEMAS,
+        default="natural",
+        help="the raw side's table: natural (key, value) or the store's own (see RawSQL)",
     )
     parser.add_argument("--runs", type=int, default=50, help="listings timed per size (scaling)")
     parser.add_argument(

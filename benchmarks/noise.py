@@ -1,15 +1,16 @@
 """The harness's noise: a raw baseline measured against an identical copy of itself.
 
-python benchmarks/noise.py [--backends memory,sqlite,postgres,redis] [harness options]
+python benchmarks/noise.py [--backends memory,sqlite,postgres,mysql,redis,cassandra] [...]
 
-Both sides are the same raw code on separate data (another dict, SQLite file, PostgreSQL
-table or Redis database), so every ratio would be 1.00 on a quiet machine: how far the
-ratios stray from 1 is how far a difference between kvstores and raw must go before it
-means anything. Run it with the options of the run it qualifies (``--batches``,
+Both sides are the same raw code on separate data (another dict, SQLite file, PostgreSQL,
+MySQL or Cassandra table, or Redis database), so every ratio would be 1.00 on a quiet
+machine: how far the ratios stray from 1 is how far a difference between kvstores and raw
+must go before it means anything. Run it with the options of the run it qualifies (``--batches``,
 ``--rounds``, ``--keys``), and best on the same machine at the same time of day.
 
-The PostgreSQL URL defaults to $KVSTORES_TEST_POSTGRES_URL, the Redis one to
-$KVSTORES_TEST_REDIS_URL; Redis uses databases 14 and 15 (flushed at the end).
+The URLs default to $KVSTORES_TEST_POSTGRES_URL, $KVSTORES_TEST_MYSQL_URL,
+$KVSTORES_TEST_REDIS_URL and $KVSTORES_TEST_CASSANDRA_URL; a backend without one is left
+out. Redis uses databases 14 and 15 (flushed at the end); the tables are dropped.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout
 
 from benchmarks.bench_memory import DictBaseline
-from benchmarks.bench_sql import RawPsycopg, RawSQLite, _vacuum
+from benchmarks.bench_sql import RawPsycopg, RawPyMySQL, RawSQLite, _vacuum
 from kvstores.benchmark import Case, build_parser, main
 
-BACKENDS = ("memory", "sqlite", "postgres", "redis")
+BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "cassandra")
+URLS = {
+    "postgres": "KVSTORES_TEST_POSTGRES_URL",
+    "mysql": "KVSTORES_TEST_MYSQL_URL",
+    "redis": "KVSTORES_TEST_REDIS_URL",
+    "cassandra": "KVSTORES_TEST_CASSANDRA_URL",
+}
 
 
 def _redis_db(url: str, db: int) -> str:
@@ -47,6 +54,11 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
     unknown = wanted - set(BACKENDS)
     if unknown:
         raise SystemExit(f"unknown backend(s) {', '.join(sorted(unknown))}; known: {BACKENDS}")
+    for name, variable in URLS.items():
+        if name in wanted and not getattr(args, f"{name}_url"):
+            print(f"{name}: no URL (--{name}-url or ${variable}), left out", file=sys.stderr)
+            wanted.discard(name)
+    tag = uuid.uuid4().hex[:8]
     built: list[Case] = []
     with ExitStack() as stack:
         if "memory" in wanted:
@@ -60,9 +72,6 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
             stack.callback(two.db.close)
             built.append(Case("sqlite (noise)", two, one))
         if "postgres" in wanted:
-            if not args.postgres_url:
-                raise SystemExit("postgres: no URL (--postgres-url or $KVSTORES_TEST_POSTGRES_URL)")
-            tag = uuid.uuid4().hex[:8]
             from sqlalchemy.engine import make_url
 
             libpq = make_url(args.postgres_url).set(drivername="postgresql")
@@ -73,9 +82,12 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
             stack.callback(second.close)
             tables = {id(first): first.table, id(second): second.table}
             built.append(Case("postgres (noise)", second, first, _vacuum(first, tables)))
+        if "mysql" in wanted:
+            mysql = [RawPyMySQL(args.mysql_url, f"bench_noise{n}_{tag}") for n in (1, 2)]
+            for raw in mysql:
+                stack.callback(raw.close)
+            built.append(Case("mysql (noise)", mysql[1], mysql[0]))
         if "redis" in wanted:
-            if not args.redis_url:
-                raise SystemExit("redis: no URL (--redis-url or $KVSTORES_TEST_REDIS_URL)")
             from benchmarks.bench_redis import RawRedis
 
             pair = [RawRedis(_redis_db(args.redis_url, db)) for db in (14, 15)]
@@ -83,6 +95,22 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
                 stack.callback(raw.close)
                 stack.callback(raw.sync.flushdb)  # runs first: callbacks are last in, first out
             built.append(Case("redis (noise)", pair[1], pair[0]))
+        if "cassandra" in wanted:
+            from benchmarks.bench_cassandra import RawCassandra
+            from kvstores.cassandra import CassandraByteStore
+
+            # The store makes the keyspace, as for bench_cassandra.py, and lends its session.
+            store = CassandraByteStore.from_url(args.cassandra_url, table=f"bench_noise_{tag}")
+            stack.callback(store.close)
+            session, keyspace = store.session, store.keyspace or ""
+            # Dropped before the store closes (callbacks run last in, first out).
+            stack.callback(session.execute, f"DROP TABLE IF EXISTS {keyspace}.bench_noise_{tag}")
+            first, second = (
+                RawCassandra(session, keyspace, f"bench_noise{n}_{tag}") for n in (1, 2)
+            )
+            stack.callback(first.close)
+            stack.callback(second.close)
+            built.append(Case("cassandra (noise)", second, first))
         yield built
 
 
@@ -92,9 +120,9 @@ if __name__ == "__main__":
         "--backends",
         type=lambda s: [b.strip() for b in s.split(",") if b.strip()],
         default=list(BACKENDS),
-        help="memory,sqlite,postgres,redis",
+        help=",".join(BACKENDS),
     )
     parser.add_argument("--dir", default=None, help="directory of the SQLite files")
-    parser.add_argument("--postgres-url", default=os.environ.get("KVSTORES_TEST_POSTGRES_URL"))
-    parser.add_argument("--redis-url", default=os.environ.get("KVSTORES_TEST_REDIS_URL"))
+    for name, variable in URLS.items():
+        parser.add_argument(f"--{name}-url", default=os.environ.get(variable))
     main(cases, parser=parser)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every backend's benchmark at batches 1 and 100, sync and async, into one JSON Lines file,
-# then the noise run and the chart: what the README's speed table and chart come from.
+# then the noise runs, the SQL backends against raw statements on the store's own table
+# (--raw-schema store, into store-schema.jsonl) and the charts: what the README's speed
+# table and chart come from.
 #
 #   bash scripts/services.sh start > /tmp/services.env; set -a; . /tmp/services.env; set +a
 #   bash benchmarks/run_all.sh [OUT_DIR]        # default: bench-results/
@@ -17,6 +19,7 @@ mkdir -p "$out"
 json="$out/results.jsonl"
 : > "$json"
 : > "$out/noise.jsonl"
+: > "$out/store-schema.jsonl"
 rounds="${KVSTORES_BENCH_ROUNDS:-5}"
 py="${PYTHON:-python3}"
 
@@ -34,7 +37,12 @@ run redis "$json" benchmarks/bench_redis.py --targets redis,cluster --batches 1,
 run mongodb "$json" benchmarks/bench_mongodb.py --targets bytes --batches 1,100 --keys 500
 run cassandra "$json" benchmarks/bench_cassandra.py --batches 1,100 --keys 2000
 run astradb "$json" benchmarks/bench_astradb.py --batches 1,100 --keys 500
-run noise "$out/noise.jsonl" benchmarks/noise.py --batches 1,100
+run noise "$out/noise.jsonl" benchmarks/noise.py --backends memory,sqlite,postgres,mysql,redis \
+    --batches 1,100
+run noise-cassandra "$out/noise.jsonl" benchmarks/noise.py --backends cassandra --batches 1,100 \
+    --keys 2000
+run sql-store-schema "$out/store-schema.jsonl" benchmarks/bench_sql.py --raw-schema store \
+    --backends sqlite,postgres,mysql --batches 1,100
 "$py" benchmarks/chart.py "$json" --batch 100 --out "$out/speed-batch100.svg" \
     --title "kvstores and LangChain's stores against the raw driver, batch 100"
 "$py" benchmarks/chart.py "$json" --batch 1 --out "$out/speed-batch1.svg" \
