@@ -11,14 +11,23 @@ page (`Listing.by_calls`; on the asyncio cluster each page passes the client's g
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from kvstores.redis.cluster import ClusterGate
-from kvstores.redis.driver import apool_connection, pool_connection
+from kvstores.redis.cluster import FAILOVER_PAUSE, ClusterGate, failing_over
+from kvstores.redis.driver import DRIVER_ERRORS, apool_connection, pool_connection
 from kvstores.redis.runner import AsyncClientIO, ClientIO, Program
 
-__all__ = ["AsyncConnectionIO", "ConnectionIO", "GatedIO", "Listing", "glob_escape"]
+__all__ = [
+    "AsyncConnectionIO",
+    "ClusterConnectionIO",
+    "ConnectionIO",
+    "GatedIO",
+    "Listing",
+    "glob_escape",
+]
 
 _GLOB_ESCAPES = str.maketrans({c: "\\" + c for c in "\\*?[]"})
 
@@ -36,7 +45,7 @@ class Listing:
     the listing remembers the keys it has yielded (their raw bytes) and skips repeats.
     """
 
-    __slots__ = ("count", "joiner", "match", "prefix", "seen")
+    __slots__ = ("count", "emitted", "joiner", "match", "prefix", "seen")
 
     def __init__(self, prefix: str, joiner: str, match: bytes, count: int, dedupe: bool) -> None:
         self.prefix = prefix
@@ -44,37 +53,70 @@ class Listing:
         self.match = match
         self.count = count
         self.seen: set[bytes] | None = set() if dedupe else None
+        self.emitted = False  # whether the server being scanned has given a page yet
 
-    def pipelined(self, servers: Sequence[Any]) -> Program[None]:
-        """Each server to its end on one connection of its pool, a ``SCAN`` always in flight
-        while the caller reads the previous page."""
-        for server in servers:
-            yield "take", server
-            yield "send", ("SCAN", 0, "MATCH", self.match, "COUNT", self.count)
-            cursor = None
-            while cursor != b"0":
-                cursor, page = yield "read", None
-                if cursor != b"0":
-                    yield "send", ("SCAN", cursor, "MATCH", self.match, "COUNT", self.count)
-                if page:
-                    yield "emit", self.decode(page)
+    def pipelined(self, server: Any) -> Program[None]:
+        """A server (or a cluster's node) to its end on one connection of its pool, a
+        ``SCAN`` always in flight while the caller reads the previous page."""
+        yield "take", server
+        yield "send", ("SCAN", 0, "MATCH", self.match, "COUNT", self.count)
+        cursor = None
+        while cursor != b"0":
+            cursor, page = yield "read", None
+            if cursor != b"0":
+                yield "send", ("SCAN", cursor, "MATCH", self.match, "COUNT", self.count)
+            if page:
+                self.emitted = True
+                yield "emit", self.decode(page)
 
-    def by_calls(self, nodes: Sequence[Any]) -> Program[None]:
+    def by_calls(self, node: Any) -> Program[None]:
         """Plain ``scan`` calls of the client, page by page: on its server (a node `None`),
-        or on each of a cluster's `nodes`."""
-        for node in nodes:
-            options = {"match": self.match, "count": self.count}
+        or on a cluster's `node`."""
+        options = {"match": self.match, "count": self.count}
+        if node is not None:
+            options["target_nodes"] = node
+        cursor = 0
+        while True:
+            cursor, page = yield "call", ("scan", (cursor,), options)
             if node is not None:
-                options["target_nodes"] = node
-            cursor = 0
+                cursor = cursor[node.name]  # a cluster answers {node name: cursor}
+            if page:
+                self.emitted = True
+                yield "emit", self.decode(page)
+            if not cursor:
+                break
+
+    def on_cluster(
+        self, scan: Callable[[Any], Program[None]], nodes: Sequence[Any], timeout: float
+    ) -> Program[None]:
+        """`scan` (`pipelined` or `by_calls`) on each of a cluster's primaries `nodes`.
+
+        A primary that a failover cuts before it gave a page (it refuses connections, the
+        cluster is down) is scanned again, on whichever node serves its slots by then: every
+        `FAILOVER_PAUSE` seconds the client reads the cluster's map again (verb ``serving``,
+        the primary of one of the node's slots, found by ``slot_of``), while `timeout`
+        allows, counted from the node's first try, as an operation is retried. A node cut
+        after a page raises: scanning it again would list its keys twice.
+        """
+        for first in nodes:
+            node, slot, started = first, None, time.monotonic()
             while True:
-                cursor, page = yield "call", ("scan", (cursor,), options)
-                if node is not None:
-                    cursor = cursor[node.name]  # a cluster answers {node name: cursor}
-                if page:
-                    yield "emit", self.decode(page)
-                if not cursor:
+                self.emitted = False
+                try:
+                    if slot is not None:
+                        node = yield "serving", slot
+                    yield from scan(node)
                     break
+                except DRIVER_ERRORS as exc:
+                    left = started + timeout - time.monotonic()
+                    if self.emitted or not failing_over(exc) or left <= FAILOVER_PAUSE:
+                        raise
+                    failure = exc
+                if slot is None:
+                    slot = yield "slot_of", first
+                    if slot is None:  # the map no longer has the node: nothing to retry
+                        raise failure
+                yield "pause", FAILOVER_PAUSE
 
     def decode(self, page: list[bytes]) -> list[str]:
         """A ``SCAN`` page as keys: repeats dropped (with dedupe), prefix removed, decoded."""
@@ -143,6 +185,31 @@ class ConnectionIO(ClientIO):
             self.pool.release(connection)
 
 
+def slot_of(client: Any, node: Any) -> int | None:
+    """A slot `node` serves as a primary in the map of a cluster `client` (sync or asyncio)."""
+    for slot, nodes in client.nodes_manager.slots_cache.items():
+        if nodes and nodes[0].name == node.name:
+            return int(slot)
+    return None
+
+
+class ClusterConnectionIO(ConnectionIO):
+    """`ConnectionIO` on a sync cluster's nodes, with the verbs of `Listing.on_cluster`."""
+
+    def take(self, server: Any) -> None:
+        super().take(self.client.get_redis_connection(server))
+
+    def slot_of(self, node: Any) -> int | None:
+        return slot_of(self.client, node)
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def serving(self, slot: int) -> Any:
+        self.client.nodes_manager.initialize()
+        return self.client.nodes_manager.get_node_from_slot(slot)
+
+
 class AsyncConnectionIO(AsyncClientIO):
     """`ConnectionIO` on asyncio connections."""
 
@@ -187,5 +254,19 @@ class GatedIO(AsyncClientIO):
         await self.gate.enter(self.timeout)
         try:
             return await super().call(payload)
+        finally:
+            self.gate.leave()
+
+    async def slot_of(self, node: Any) -> int | None:
+        return slot_of(self.client, node)
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def serving(self, slot: int) -> Any:
+        await self.gate.enter(self.timeout)
+        try:
+            await self.client.nodes_manager.initialize()
+            return self.client.nodes_manager.get_node_from_slot(slot)
         finally:
             self.gate.leave()

@@ -63,7 +63,14 @@ from kvstores.redis.runner import (
     listing,
     run,
 )
-from kvstores.redis.scan import AsyncConnectionIO, ConnectionIO, GatedIO, Listing, glob_escape
+from kvstores.redis.scan import (
+    AsyncConnectionIO,
+    ClusterConnectionIO,
+    ConnectionIO,
+    GatedIO,
+    Listing,
+    glob_escape,
+)
 
 __all__ = ["RedisByteStore", "key_prefix"]
 
@@ -435,22 +442,24 @@ class RedisByteStore(BackendStore[bytes]):
 
     def _open_listing(self, prefix: str) -> tuple[ClientIO, Program[None]]:
         client: Any = self._sync()
+        listing = self._listing(prefix)
         if self._cluster:
-            servers = [client.get_redis_connection(node) for node in client.get_primaries()]
-            return ConnectionIO(None), self._listing(prefix).pipelined(servers)
+            program = listing.on_cluster(listing.pipelined, client.get_primaries(), self._timeout)
+            return ClusterConnectionIO(client), program
         if client.connection is not None:  # a single-connection client
-            return ClientIO(client), self._listing(prefix).by_calls([None])
-        return ConnectionIO(None), self._listing(prefix).pipelined([client])
+            return ClientIO(client), listing.by_calls(None)
+        return ConnectionIO(None), listing.pipelined(client)
 
     async def _aopen_listing(self, prefix: str) -> tuple[AsyncClientIO, Program[None]]:
         client: Any = await self._async()
+        listing = self._listing(prefix)
         if self._cluster:
             await client.initialize()
             io = GatedIO(client, cluster.gate(client), self._timeout)
-            return io, self._listing(prefix).by_calls(client.get_primaries())
+            return io, listing.on_cluster(listing.by_calls, client.get_primaries(), self._timeout)
         if client.connection is not None:
-            return AsyncClientIO(client), self._listing(prefix).by_calls([None])
-        return AsyncConnectionIO(None), self._listing(prefix).pipelined([client])
+            return AsyncClientIO(client), listing.by_calls(None)
+        return AsyncConnectionIO(None), listing.pipelined(client)
 
     # Lifecycle
 
