@@ -800,3 +800,64 @@ def test_an_absurd_ttl_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="ttl"):
         RedisByteStore.from_url("redis://h:6379/0", ttl=1e20)
     RedisByteStore.from_url("redis://h:6379/0", ttl=1e12)  # 30,000 years: fine
+
+
+# A cluster listing across a failover (`Listing.on_cluster`), its program driven by hand
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _cluster_listing(node_a: _Node, node_b: _Node, timeout: float = 10.0) -> tuple[Any, Any]:
+    from kvstores.redis.scan import Listing
+
+    listing = Listing("p:", "\x00p:", b"p:*", 10, dedupe=False)
+    return listing, listing.on_cluster(listing.pipelined, [node_a, node_b], timeout)
+
+
+def test_a_cluster_listing_scans_a_primary_cut_before_its_first_page_on_its_successor() -> None:
+    a, b, a2 = _Node("a:1"), _Node("b:2"), _Node("a2:3")
+    _, program = _cluster_listing(a, b)
+    refused = redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
+    assert next(program) == ("take", a)
+    assert program.throw(refused) == ("slot_of", a)
+    assert program.send(42) == ("pause", 0.25)
+    assert program.send(None) == ("serving", 42)
+    assert program.send(a2) == ("take", a2)  # the replica that took over a's slots
+    assert program.send(None)[0] == "send"  # SCAN 0
+    assert program.send(None) == ("read", None)
+    assert program.send((b"0", [b"p:x"])) == ("emit", ["x"])
+    assert program.send(None) == ("take", b)
+    program.send(None)
+    program.send(None)
+    assert program.send((b"0", [b"p:y"])) == ("emit", ["y"])
+    with pytest.raises(StopIteration):
+        program.send(None)
+
+
+def test_a_cluster_listing_does_not_scan_again_a_primary_cut_after_a_page() -> None:
+    a, b = _Node("a:1"), _Node("b:2")
+    _, program = _cluster_listing(a, b)
+    next(program)  # take a
+    program.send(None)  # SCAN 0
+    program.send(None)  # read
+    assert program.send((b"17", [b"p:x"]))[0] == "send"  # the next SCAN, then the page
+    assert program.send(None) == ("emit", ["x"])
+    assert program.send(None) == ("read", None)
+    refused = redis.exceptions.ConnectionError("Connection closed by server.")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        program.throw(refused)  # again would list x twice
+
+
+def test_a_cluster_listing_gives_up_on_errors_no_failover_repairs_and_when_time_is_out() -> None:
+    a, b = _Node("a:1"), _Node("b:2")
+    _, program = _cluster_listing(a, b)
+    next(program)
+    with pytest.raises(redis.exceptions.TimeoutError):  # a silent node is not waited on again
+        program.throw(redis.exceptions.TimeoutError("Timeout reading from socket"))
+    _, program = _cluster_listing(a, b, timeout=0.1)  # less than a pause left
+    next(program)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        program.throw(redis.exceptions.ConnectionError("Connection refused."))
