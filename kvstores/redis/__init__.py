@@ -114,8 +114,8 @@ cluster, an operation cut by what may be a failover (a node refusing connections
 cluster down, a slot unserved) is sent again every quarter second until a replica has taken
 over, for as long as ``timeout`` allows counted from the operation's start (every operation
 is idempotent), and a listing scans a primary cut before its first page again on the node
-serving its slots by then; a timeout or refused credentials are not retried, and a cluster none of
-whose startup nodes answers is reported at once. Any other Redis error raises
+serving its slots by then; a timeout or refused credentials are not retried, and a cluster
+none of whose startup nodes answers is reported at once. Any other Redis error raises
 `KVStoreError`. Each message names the redis-py error's class and its message (some,
 such as ``MaxConnectionsError``, have none). A client created with ``decode_responses=True``
 (values are bytes, and decoding them would corrupt binary data), a URL that is not a Redis

@@ -15,6 +15,9 @@ performs the requests, with a sync client (`run`, `listing`) or an asyncio one (
 - ``call``: a method of the redis-py client, ``(name, args, kwargs)``; its result.
 - ``take``, ``send``, ``read``: a connection of a server's pool, a command sent on it, a reply
   read from it (`kvstores.redis.scan`'s pipelined ``SCAN``).
+- ``slot_of``, ``pause``, ``serving``: a slot a cluster's node served when the listing began,
+  a pause, the node serving a slot once the cluster's map is read again (a cluster listing
+  across a failover, `kvstores.redis.scan.Listing.on_cluster`).
 
 A listing's program also yields ``("emit", keys)``, each followed by a request or its end:
 the listing runners hand the keys to their caller.

@@ -185,22 +185,30 @@ class ConnectionIO(ClientIO):
             self.pool.release(connection)
 
 
-def slot_of(client: Any, node: Any) -> int | None:
-    """A slot `node` serves as a primary in the map of a cluster `client` (sync or asyncio)."""
-    for slot, nodes in client.nodes_manager.slots_cache.items():
+def slot_of(slots: dict[int, list[Any]], node: Any) -> int | None:
+    """A slot `node` serves as a primary in a cluster client's map of `slots`."""
+    for slot, nodes in slots.items():
         if nodes and nodes[0].name == node.name:
             return int(slot)
     return None
 
 
 class ClusterConnectionIO(ConnectionIO):
-    """`ConnectionIO` on a sync cluster's nodes, with the verbs of `Listing.on_cluster`."""
+    """`ConnectionIO` on a sync cluster's nodes, with the verbs of `Listing.on_cluster`.
+
+    It keeps the client's map of slots as the listing found it: redis-py replaces the map
+    when it reads the cluster's again (after an error of any call of the client), and a
+    failed primary's slots are looked up in the map that still has it."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.slots = client.nodes_manager.slots_cache
 
     def take(self, server: Any) -> None:
         super().take(self.client.get_redis_connection(server))
 
     def slot_of(self, node: Any) -> int | None:
-        return slot_of(self.client, node)
+        return slot_of(self.slots, node)
 
     def pause(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -243,12 +251,13 @@ class GatedIO(AsyncClientIO):
     """`AsyncClientIO` on an asyncio cluster client whose calls pass its gate one at a time
     (a listing's caller may await it between pages: it holds no place meanwhile)."""
 
-    __slots__ = ("gate", "timeout")
+    __slots__ = ("gate", "slots", "timeout")
 
     def __init__(self, client: Any, gate: ClusterGate, timeout: float) -> None:
         super().__init__(client)
         self.gate = gate
         self.timeout = timeout
+        self.slots = client.nodes_manager.slots_cache  # as in `ClusterConnectionIO`
 
     async def call(self, payload: Any) -> Any:
         await self.gate.enter(self.timeout)
@@ -258,7 +267,7 @@ class GatedIO(AsyncClientIO):
             self.gate.leave()
 
     async def slot_of(self, node: Any) -> int | None:
-        return slot_of(self.client, node)
+        return slot_of(self.slots, node)
 
     async def pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
