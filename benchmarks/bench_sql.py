@@ -113,10 +113,6 @@ class RawSQL:
         """What an upsert sets: each updated column to `new` formatted with its name."""
         return ", ".join(f"{column} = {new.format(column)}" for column in self.updated)
 
-    def now(self) -> tuple[float, ...]:
-        """The parameter of `fresh`: now, if reads check expiry."""
-        return (time.time(),) if self.store else ()
-
 
 def _store_table(url: str, table: str) -> None:
     """Make the store's table (and its meta table) named `table` at `url`, for a raw side."""
@@ -156,7 +152,7 @@ class RawSQLite(ThreadedBaseline):
             rows = self.db.execute(
                 f"SELECT key, value FROM raw WHERE {sql.where} IN ({_in(len(keys), '?')})"
                 + sql.fresh,
-                (*keys, *sql.now()),
+                (*keys, time.time()) if sql.store else keys,  # `fresh` takes now
             ).fetchall()
         found = dict(rows)
         return [found.get(k) for k in keys]
@@ -182,12 +178,12 @@ class RawSQLite(ThreadedBaseline):
 class RawPsycopg:
     """psycopg 3 in autocommit mode on its own table; an `AsyncConnection` for the async ops."""
 
-    def __init__(self, url: str, table: str, schema: str = "natural", store_url: str = "") -> None:
+    def __init__(self, url: str, table: str, schema: str = "natural") -> None:
         import psycopg
 
         self.url, self.table = url, table
         if schema == "store":
-            _store_table(store_url, table)
+            _store_table(url, table)  # a libpq URL is the store's psycopg one too
         self.db = psycopg.connect(url, autocommit=True)
         if schema == "natural":
             self.db.execute(
@@ -215,7 +211,7 @@ class RawPsycopg:
         self.db.execute(self.upsert, ([k for k, _ in pairs], [v for _, v in pairs]))
 
     def mget(self, keys: Sequence[str], /) -> list[bytes | None]:
-        params = (list(keys), *self.sql.now())
+        params = (list(keys), time.time()) if self.sql.store else (list(keys),)
         found = dict(self.db.execute(self.select, params, binary=True).fetchall())
         return [found.get(k) for k in keys]
 
@@ -235,7 +231,7 @@ class RawPsycopg:
 
     async def amget(self, keys: Sequence[str], /) -> list[bytes | None]:
         db = await self._adb_()
-        params = (list(keys), *self.sql.now())
+        params = (list(keys), time.time()) if self.sql.store else (list(keys),)
         found = dict(await (await db.execute(self.select, params, binary=True)).fetchall())
         return [found.get(k) for k in keys]
 
@@ -299,7 +295,7 @@ class RawPyMySQL(ThreadedBaseline):
             cursor.execute(
                 f"SELECT `key`, value FROM {self.table} "
                 f"WHERE {sql.where} IN ({_in(len(keys), '%s')}){sql.fresh}",
-                (*keys, *sql.now()),
+                (*keys, time.time()) if sql.store else keys,  # `fresh` takes now
             )
             rows = cursor.fetchall()
         # The store's key columns are VARBINARY (compared by code point): bytes come back.
@@ -399,7 +395,6 @@ def cases(args: argparse.Namespace) -> Iterator[list[Case]]:
                     libpq_url.render_as_string(hide_password=False),
                     f"bench_raw_{tag}",
                     args.raw_schema,
-                    url,
                 )
                 settle = _vacuum(raw, {id(store): f"bench_kv_{tag}", id(raw): f"bench_raw_{tag}"})
             else:
